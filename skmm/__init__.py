@@ -1,0 +1,15 @@
+"""skmm: multimodal deep learning with the scikit-learn API."""
+
+from skmm._blocks import BlockSpec, ModalityBlocks
+from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
+from skmm._fusion import MultimodalFusion
+
+__all__ = [
+    "BlockSpec",
+    "FusionClassifier",
+    "FusionMultiTask",
+    "FusionRegressor",
+    "ModalityBlocks",
+    "MultimodalFusion",
+]
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,992 @@
+"""Fusion estimators: scikit-learn estimators that train a FusionNetwork.
+
+Each estimator is a plain scikit-learn estimator that builds a
+:class:`~skmm.nn.FusionNetwork` in ``fit`` and trains it with a skorch
+``NeuralNet`` kept as ``net_``. The wrapper owns the scikit-learn contract
+(parameters, validation, label encoding, ``n_features_in_``); skorch owns the
+loop, callbacks, history and device handling.
+"""
+
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+)
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.helper import predefined_split
+
+from skmm._blocks import ModalityBlocks
+from skmm.nn._data import BatchIterator, BlockDataset
+from skmm.nn._network import FUSION_STRATEGIES, FusionNetwork, MultiTaskLoss
+from skmm.utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    validate_data,
+    validate_params,
+)
+
+OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
+
+_PREDICT_BATCH_SIZE = 1024
+
+
+def resolve_device(device):
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but no CUDA device is available; "
+            "use device='auto' to fall back to the CPU."
+        )
+    return device
+
+
+_SHARED_PARAMS_DOC = """
+    fusion : {"concat", "late", "gated", "attention", "tensor", "lowrank"}, \
+default="concat"
+        How the modality embeddings are combined; see the user guide.
+        ``"concat"``: concatenation then a dense layer. ``"late"``: one head
+        per modality, predictions combined with learned weights. ``"gated"``:
+        gated multimodal unit (GMU). ``"attention"``: self-attention over the
+        modality embeddings. ``"tensor"``: outer-product tensor fusion.
+        ``"lowrank"``: its low-rank factorisation.
+    hidden_dim : int, default=64
+        Width of each modality embedding and of the shared representation.
+    dropout : float, default=0.1
+        Dropout in the towers and on the shared representation.
+    rank : int, default=4
+        Rank of ``fusion="lowrank"``.
+    tensor_dim : int, default=8
+        Per-modality width before the outer product of ``fusion="tensor"``.
+    max_epochs : int, default=20
+        Passes over the training data.
+    batch_size : int, default=64
+        Rows per gradient step.
+    lr : float, default=1e-3
+        Learning rate.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"} or \
+torch optimizer class, default="adam"
+        The optimizer.
+    optimizer_kwargs : dict, default=None
+        Extra arguments of the optimizer (``momentum``, ``betas``, ...).
+    weight_decay : float, default=0.0
+        L2 penalty of the optimizer.
+    early_stopping : bool or int, default=False
+        Stop when the monitored loss has not improved for 5 epochs (or for the
+        given number of epochs) and restore the best weights. The validation
+        loss is monitored when ``validation_fraction`` is set, the training
+        loss otherwise.
+    validation_fraction : float, default=None
+        Fraction of the training rows held out (stratified for classifiers)
+        to compute a validation loss every epoch. ``None``: no validation split.
+    callbacks : list of skorch callbacks, default=None
+        Extra skorch callbacks (or ``(name, callback)`` tuples), e.g. a
+        learning-rate scheduler or a checkpoint.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Where to train. ``"auto"`` uses a GPU when there is one.
+    verbose : int, default=0
+        0: silent. 1: one line per epoch. 2: also a progress bar per epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split, without touching the global random state."""
+
+
+def _shared_attributes_doc(extra=""):
+    return (
+        """
+    net_ : skorch.NeuralNet
+        The fitted skorch net; its module is ``net_.module_`` and its training
+        history ``net_.history``.
+    block_specs_ : dict of str to BlockSpec
+        The modality blocks the network was built for.
+    n_features_in_ : int
+        Number of input features (the width of all blocks together).
+    feature_names_in_ : ndarray of str
+        Input feature names, when fitted on a DataFrame.
+    device_ : str
+        The device the network was trained on."""
+        + extra
+    )
+
+
+class _BaseFusionEstimator(BaseEstimator):
+    """Shared machinery of the fusion estimators."""
+
+    _parameter_constraints = {
+        "fusion": [StrOptions(set(FUSION_STRATEGIES))],
+        "hidden_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "rank": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tensor_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        "optimizer_kwargs": [dict, None],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": [
+            "boolean",
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "callbacks": [list, None],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    # -- input -------------------------------------------------------------
+
+    def _check_blocks(self, X, *, reset):
+        if isinstance(X, ModalityBlocks):
+            if reset:
+                self.block_specs_ = dict(X.specs)
+                self.n_features_in_ = X.shape[1]
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+                return X
+            expected = {n: s.n_features for n, s in self.block_specs_.items()}
+            found = {n: X[n].shape[1] for n in X.names}
+            if found != expected:
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on the modality blocks "
+                    f"{expected} (name: width) but got {found}."
+                )
+            return X
+        if not reset and "X" not in self.block_specs_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on the modality blocks "
+                f"{list(self.block_specs_)}; pass the output of the same "
+                "MultimodalFusion, not a plain array."
+            )
+        X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32)
+        blocks = ModalityBlocks({"X": X})
+        if reset:
+            self.block_specs_ = dict(blocks.specs)
+        return blocks
+
+    @staticmethod
+    def _check_lengths(blocks, y):
+        if len(y) != len(blocks):
+            raise ValueError(
+                f"X has {len(blocks)} rows but y has {len(y)}; they must match."
+            )
+
+    # -- training ------------------------------------------------------------
+
+    def _train(
+        self,
+        blocks,
+        targets,
+        tasks,
+        head_sizes,
+        sample_weight,
+        class_weights=None,
+        stratify=None,
+        task_weights=None,
+        uncertainty=False,
+    ):
+        validate_params(self)
+        self.device_ = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        dataset = BlockDataset(blocks, targets, sample_weight)
+        train_ds, valid_ds = self._split(dataset, seed, stratify)
+        devices = [] if self.device_ == "cpu" else None
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            module = FusionNetwork(
+                blocks.specs,
+                head_sizes,
+                fusion=self.fusion,
+                hidden_dim=self.hidden_dim,
+                dropout=self.dropout,
+                fusion_options={"rank": self.rank, "tensor_dim": self.tensor_dim},
+            )
+            criterion = MultiTaskLoss(
+                tasks,
+                task_weights=task_weights,
+                class_weights=class_weights,
+                uncertainty=uncertainty,
+            )
+            net = NeuralNet(
+                module=module,
+                criterion=criterion,
+                optimizer=OPTIMIZERS.get(self.optimizer, self.optimizer),
+                lr=self.lr,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                iterator_train=BatchIterator,
+                iterator_valid=BatchIterator,
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                iterator_train__pin_memory=self.device_ != "cpu",
+                train_split=None if valid_ds is None else predefined_split(valid_ds),
+                callbacks=self._callbacks(valid_ds is not None),
+                device=self.device_,
+                verbose=int(self.verbose),
+                **{
+                    f"optimizer__{k}": v
+                    for k, v in {
+                        "weight_decay": self.weight_decay,
+                        **(self.optimizer_kwargs or {}),
+                    }.items()
+                },
+            )
+            net.fit(train_ds, y=None)
+        # The validation rows and the shuffling state are fit-time scratch.
+        net.train_split = None
+        net.iterator_train__generator = None
+        self.net_ = net
+        return self
+
+    def _split(self, dataset, seed, stratify):
+        if self.validation_fraction is None:
+            return dataset, None
+        idx = np.arange(len(dataset))
+        try:
+            train_idx, valid_idx = train_test_split(
+                idx,
+                test_size=self.validation_fraction,
+                random_state=seed,
+                stratify=stratify,
+            )
+        except ValueError:
+            # Too few rows of some class to stratify: split without it.
+            train_idx, valid_idx = train_test_split(
+                idx, test_size=self.validation_fraction, random_state=seed
+            )
+        return dataset.subset(train_idx), dataset.subset(valid_idx)
+
+    def _callbacks(self, has_validation):
+        callbacks = list(self.callbacks or [])
+        if self.early_stopping:
+            patience = 5 if self.early_stopping is True else int(self.early_stopping)
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss" if has_validation else "train_loss",
+                        patience=patience,
+                        load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ),
+                )
+            )
+        if self.verbose and int(self.verbose) >= 2:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks
+
+    # -- inference -----------------------------------------------------------
+
+    def _run(self, X, step):
+        """Apply ``step(module, batch)`` to every batch of ``X``, in eval mode."""
+        check_is_fitted(self, "net_")
+        blocks = self._check_blocks(X, reset=False)
+        module = self.net_.module_
+        device = self.net_.device
+        module.eval()
+        dataset = BlockDataset(blocks)
+        with torch.inference_mode():
+            return [
+                step(module, {k: v.to(device) for k, v in Xb.items()})
+                for Xb, _ in BatchIterator(dataset, batch_size=_PREDICT_BATCH_SIZE)
+            ]
+
+    def _forward(self, X):
+        outputs = self._run(X, lambda module, Xb: module(**Xb))
+        return {
+            task: torch.cat([o[task] for o in outputs]).float().cpu().numpy()
+            for task in outputs[0]
+        }
+
+    def represent(self, X):
+        """Return the shared fused representation ``h`` of each row.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, hidden_dim)
+            The representation the heads read (not defined for late fusion).
+        """
+        outputs = self._run(X, lambda module, Xb: module.represent(**Xb))
+        return torch.cat(outputs).float().cpu().numpy()
+
+    def gate_values(self, X):
+        """Return the per-sample GMU gate of each modality (``fusion="gated"``).
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        gates : DataFrame of shape (n_samples, n_modalities)
+            The gate ``z_m`` averaged over the hidden units, one column per
+            modality: how much each modality contributes to ``h`` for that row.
+        """
+        check_is_fitted(self, "net_")
+        if self.fusion != "gated":
+            raise ValueError(
+                f"gate_values needs fusion='gated'; this model uses {self.fusion!r}."
+            )
+        outputs = self._run(
+            X, lambda module, Xb: module.fusion.gates(module.embed(**Xb)).mean(dim=2)
+        )
+        values = torch.cat(outputs).float().cpu().numpy()
+        return pd.DataFrame(values, columns=list(self.block_specs_))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.non_deterministic = self.device != "cpu"
+        return tags
+
+
+def _silent(*args, **kwargs):
+    """A sink that drops messages."""
+
+
+def _column_or_1d_targets(y, n_samples):
+    if y is None:
+        raise ValueError(
+            "This estimator requires y to be passed, but the target y is None."
+        )
+    y = check_array(
+        y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y"
+    )
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {len(y)}; they must match.")
+    return y
+
+
+class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
+    __doc__ = (
+        """Multimodal neural classifier: one tower per modality, fused, one head.
+
+    Takes the :class:`~skmm.ModalityBlocks` of a :class:`~skmm.MultimodalFusion`
+    (or a plain 2-D array as a single modality) and trains, end to end, a
+    tower per modality (an MLP for feature vectors, Embedding + GRU for token
+    ids, a CNN for images), the fusion strategy, a shared layer and a softmax
+    head.
+
+    Parameters
+    ----------"""
+        + _SHARED_PARAMS_DOC
+        + """
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels."""
+        + _shared_attributes_doc()
+        + """
+
+    See Also
+    --------
+    FusionRegressor : the regression counterpart.
+    FusionMultiTask : several classification and regression heads at once.
+    MultimodalFusion : builds the modality blocks from a DataFrame.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from skmm import FusionClassifier
+    >>> X, y = make_classification(n_samples=200, random_state=0)
+    >>> clf = FusionClassifier(max_epochs=10, device="cpu", random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.8
+    True
+    """
+    )
+
+    _parameter_constraints = {
+        **_BaseFusionEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        fusion="concat",
+        hidden_dim=64,
+        dropout=0.1,
+        rank=4,
+        tensor_dim=8,
+        max_epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_kwargs=None,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=None,
+        class_weight=None,
+        callbacks=None,
+        device="auto",
+        verbose=0,
+        random_state=None,
+    ):
+        self.fusion = fusion
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.rank = rank
+        self.tensor_dim = tensor_dim
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.callbacks = callbacks
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X`` and the labels ``y``.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Modality blocks from a MultimodalFusion, or one feature matrix.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the loss.
+
+        Returns
+        -------
+        self : FusionClassifier
+        """
+        validate_params(self)
+        blocks = self._check_blocks(X, reset=True)
+        y = _column_or_1d_targets(y, len(blocks))
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(
+                f"y must be 1-D for FusionClassifier, got shape {y.shape}; use "
+                "FusionMultiTask for several targets."
+            )
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "FusionClassifier needs at least 2 classes in y, got 1 class: "
+                f"{self.classes_[0]!r}."
+            )
+        y_idx = encoder.transform(y)
+        class_weights = None
+        if self.class_weight is not None:
+            weights = compute_class_weight(
+                self.class_weight, classes=self.classes_, y=y
+            )
+            class_weights = {"y": torch.as_tensor(weights, dtype=torch.float32)}
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
+        return self._train(
+            blocks,
+            {"y": y_idx},
+            {"y": "classification"},
+            {"y": len(self.classes_)},
+            sample_weight,
+            class_weights=class_weights,
+            stratify=y_idx,
+        )
+
+    def predict_proba(self, X):
+        """Class probabilities of each row.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_proba : ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
+        logits = self._forward(X)["y"]
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+    def predict(self, X):
+        """Predicted class label of each row.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        scores = self._forward(X)["y"]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+
+class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
+    __doc__ = (
+        """Multimodal neural regressor: one tower per modality, fused, one head.
+
+    As :class:`FusionClassifier`, with a linear head and a mean squared error
+    loss. Targets are standardised for training and mapped back on predict;
+    a 2-D ``y`` trains one output per column.
+
+    Parameters
+    ----------"""
+        + _SHARED_PARAMS_DOC
+        + """
+
+    Attributes
+    ----------"""
+        + _shared_attributes_doc(
+            """
+    n_outputs_ : int
+        Number of target columns."""
+        )
+        + """
+
+    See Also
+    --------
+    FusionClassifier : the classification counterpart.
+    FusionMultiTask : several classification and regression heads at once.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from skmm import FusionRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    >>> reg = FusionRegressor(max_epochs=50, device="cpu", random_state=0)
+    >>> reg.fit(X, y).score(X, y) > 0.8
+    True
+    """
+    )
+
+    def __init__(
+        self,
+        *,
+        fusion="concat",
+        hidden_dim=64,
+        dropout=0.1,
+        rank=4,
+        tensor_dim=8,
+        max_epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_kwargs=None,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=None,
+        callbacks=None,
+        device="auto",
+        verbose=0,
+        random_state=None,
+    ):
+        self.fusion = fusion
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.rank = rank
+        self.tensor_dim = tensor_dim
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.callbacks = callbacks
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X`` and the targets ``y``.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Modality blocks from a MultimodalFusion, or one feature matrix.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the loss.
+
+        Returns
+        -------
+        self : FusionRegressor
+        """
+        validate_params(self)
+        blocks = self._check_blocks(X, reset=True)
+        y = _column_or_1d_targets(y, len(blocks)).astype(np.float64)
+        self._y_1d = y.ndim == 1
+        y2 = y.reshape(len(y), -1)
+        self.n_outputs_ = y2.shape[1]
+        self._y_mean = y2.mean(axis=0)
+        scale = y2.std(axis=0)
+        self._y_scale = np.where(scale > 0, scale, 1.0)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
+        return self._train(
+            blocks,
+            {"y": (y2 - self._y_mean) / self._y_scale},
+            {"y": "regression"},
+            {"y": self.n_outputs_},
+            sample_weight,
+        )
+
+    def predict(self, X):
+        """Predicted target of each row.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions, in the units of ``y``.
+        """
+        y_pred = self._forward(X)["y"].astype(np.float64)
+        y_pred = y_pred * self._y_scale + self._y_mean
+        return y_pred.ravel() if self._y_1d else y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+TASK_KINDS = ("classification", "regression")
+
+
+def _has_classification_task(estimator):
+    return "classification" in dict(estimator.tasks).values()
+
+
+class FusionMultiTask(_BaseFusionEstimator):
+    __doc__ = (
+        """Multimodal multi-task network: one fused representation, a head per task.
+
+    Every task reads the same shared representation ``h``. The loss is the
+    weighted sum of the task losses (cross-entropy for classification, mean
+    squared error on standardised targets for regression), with fixed
+    ``task_weights`` or weights learned from homoscedastic uncertainty
+    (Kendall et al., 2018).
+
+    Parameters
+    ----------
+    tasks : dict of str to {"classification", "regression"}
+        The targets, in order: a name and the kind of each.
+    task_weights : dict of str to float, default=None
+        Weight of each task's loss; 1.0 where missing.
+    uncertainty_weighting : bool, default=False
+        Learn the task weights (a log-variance per task) instead."""
+        + _SHARED_PARAMS_DOC
+        + """
+
+    Attributes
+    ----------
+    classes_ : dict of str to ndarray
+        The class labels of each classification task.
+    tasks_ : dict of str to str
+        The validated tasks."""
+        + _shared_attributes_doc()
+        + """
+
+    See Also
+    --------
+    skmm.metrics.task_scorer : score one task in ``cross_validate`` or
+        ``GridSearchCV``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from skmm import FusionMultiTask
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 4))
+    >>> Y = pd.DataFrame({"label": X[:, 0] > 0, "value": X[:, 1] * 2.0})
+    >>> model = FusionMultiTask(tasks={"label": "classification",
+    ...                                "value": "regression"},
+    ...                         max_epochs=30, device="cpu", random_state=0)
+    >>> list(model.fit(X, Y).predict(X[:2]).columns)
+    ['label', 'value']
+    """
+    )
+
+    _parameter_constraints = {
+        **_BaseFusionEstimator._parameter_constraints,
+        "tasks": [dict],
+        "task_weights": [dict, None],
+        "uncertainty_weighting": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        tasks,
+        *,
+        task_weights=None,
+        uncertainty_weighting=False,
+        fusion="concat",
+        hidden_dim=64,
+        dropout=0.1,
+        rank=4,
+        tensor_dim=8,
+        max_epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_kwargs=None,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=None,
+        callbacks=None,
+        device="auto",
+        verbose=0,
+        random_state=None,
+    ):
+        self.tasks = tasks
+        self.task_weights = task_weights
+        self.uncertainty_weighting = uncertainty_weighting
+        self.fusion = fusion
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.rank = rank
+        self.tensor_dim = tensor_dim
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.callbacks = callbacks
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def _check_tasks(self):
+        if not self.tasks:
+            raise ValueError("tasks must name at least one target.")
+        for name, kind in self.tasks.items():
+            if kind not in TASK_KINDS:
+                raise ValueError(
+                    f"Task {name!r} has kind {kind!r}; expected one of {TASK_KINDS}."
+                )
+        unknown = set(self.task_weights or {}) - set(self.tasks)
+        if unknown:
+            raise ValueError(
+                f"task_weights names unknown tasks {sorted(unknown)}; the tasks "
+                f"are {list(self.tasks)}."
+            )
+        return dict(self.tasks)
+
+    def _split_targets(self, y, n_samples):
+        names = list(self.tasks_)
+        if y is None:
+            raise ValueError(
+                "This estimator requires y to be passed, but the target y is None."
+            )
+        if isinstance(y, pd.Series):
+            y = y.to_frame()
+        if isinstance(y, pd.DataFrame) and not any(n in y.columns for n in names):
+            # No task-named column: read the columns by position, as an array.
+            y = y.to_numpy()
+        if isinstance(y, pd.DataFrame):
+            missing = [name for name in names if name not in y.columns]
+            if missing:
+                raise ValueError(
+                    f"y has no column {missing[0]!r}; the tasks need the columns "
+                    f"{names}, y has {list(y.columns)}."
+                )
+            columns = {name: y[name].to_numpy() for name in names}
+        else:
+            y = np.asarray(y)
+            if y.ndim == 1 and len(names) == 1:
+                y = y.reshape(-1, 1)
+            if y.ndim != 2 or y.shape[1] != len(names):
+                raise ValueError(
+                    f"y must have one column per task ({len(names)}: {names}), "
+                    f"got shape {y.shape}."
+                )
+            columns = {name: y[:, j] for j, name in enumerate(names)}
+        out = {}
+        for name, values in columns.items():
+            if self.tasks_[name] == "regression":
+                values = np.asarray(values, dtype=np.float64)
+            values = _column_or_1d_targets(values, n_samples)
+            if values.dtype == object and pd.isna(values).any():
+                raise ValueError(f"Target {name!r} contains missing values.")
+            out[name] = values
+        return out
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X`` and every task's target.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Modality blocks from a MultimodalFusion, or one feature matrix.
+        y : DataFrame or array-like of shape (n_samples, n_tasks)
+            One column per task (named as in ``tasks`` for a DataFrame, in
+            the order of ``tasks`` otherwise). A 1-D array for a single task.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in every task's loss.
+
+        Returns
+        -------
+        self : FusionMultiTask
+        """
+        validate_params(self)
+        self.tasks_ = self._check_tasks()
+        blocks = self._check_blocks(X, reset=True)
+        columns = self._split_targets(y, len(blocks))
+        self.classes_ = {}
+        self._target_stats = {}
+        targets, head_sizes, stratify = {}, {}, None
+        for name, values in columns.items():
+            if self.tasks_[name] == "classification":
+                check_classification_targets(values)
+                encoder = LabelEncoder().fit(values)
+                if len(encoder.classes_) < 2:
+                    raise ValueError(
+                        f"Classification task {name!r} needs at least 2 classes."
+                    )
+                self.classes_[name] = encoder.classes_
+                targets[name] = encoder.transform(values)
+                head_sizes[name] = len(encoder.classes_)
+                stratify = targets[name] if stratify is None else stratify
+            else:
+                mean, scale = values.mean(), values.std()
+                scale = scale if scale > 0 else 1.0
+                self._target_stats[name] = (mean, scale)
+                targets[name] = (values - mean) / scale
+                head_sizes[name] = 1
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
+        return self._train(
+            blocks,
+            targets,
+            self.tasks_,
+            head_sizes,
+            sample_weight,
+            stratify=stratify,
+            task_weights=self.task_weights,
+            uncertainty=self.uncertainty_weighting,
+        )
+
+    def predict(self, X):
+        """Predict every task.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : DataFrame of shape (n_samples, n_tasks)
+            One column per task: labels for classification tasks, values in
+            the target's units for regression tasks.
+        """
+        outputs = self._forward(X)
+        columns = {}
+        for name, kind in self.tasks_.items():
+            if kind == "classification":
+                columns[name] = self.classes_[name][np.argmax(outputs[name], axis=1)]
+            else:
+                mean, scale = self._target_stats[name]
+                columns[name] = outputs[name][:, 0].astype(np.float64) * scale + mean
+        return pd.DataFrame(columns)
+
+    @available_if(_has_classification_task)
+    def predict_proba(self, X):
+        """Class probabilities of each classification task.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_proba : dict of str to ndarray of shape (n_samples, n_classes)
+            Per classification task, columns in the order of ``classes_[task]``.
+        """
+        outputs = self._forward(X)
+        return {
+            name: torch.softmax(torch.from_numpy(outputs[name]), dim=1).numpy()
+            for name in self.classes_
+        }
+
+    def score(self, X, y, sample_weight=None):
+        """Mean of the per-task scores: accuracy or R², one per task.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Input data.
+        y : DataFrame or array-like of shape (n_samples, n_tasks)
+            True targets, as in ``fit``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        score : float
+        """
+        y_pred = self.predict(X)
+        columns = self._split_targets(y, len(y_pred))
+        scores = []
+        for name, kind in self.tasks_.items():
+            metric = accuracy_score if kind == "classification" else r2_score
+            scores.append(
+                metric(columns[name], y_pred[name], sample_weight=sample_weight)
+            )
+        return float(np.mean(scores))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        # predict always returns one column per task, even for a single task.
+        tags.target_tags.single_output = False
+        return tags

@@ -1,0 +1,1 @@
+"""Encoders: one scikit-learn transformer per modality."""

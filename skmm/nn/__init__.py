@@ -1,0 +1,1 @@
+"""Torch modules: per-modality towers and fusion layers."""

@@ -1,0 +1,319 @@
+"""Image decoding: from the cells of a column block to fixed-size pixel arrays.
+
+The functions here use Pillow and NumPy only, no torch: they run in joblib
+worker processes, which leave torch's threads to the network in the main
+process.
+
+Two kinds of block are read:
+
+- *image cells*: an object block whose cells are file paths, encoded bytes,
+  PIL images or arrays. :func:`decode_cells` decodes, converts and resizes
+  each cell with Pillow into a ``uint8`` batch.
+- *flattened images*: a numeric block with one image per row.
+  :func:`flat_rows_to_images` reshapes and resizes it into a ``float32``
+  batch in the units of the input.
+"""
+
+import math
+import os
+from io import BytesIO
+from numbers import Integral, Real
+
+import numpy as np
+from PIL import Image
+
+from skmm.utils._validation import is_missing
+
+IMAGE_MODES = {"L": 1, "RGB": 3}
+
+# Pillow's conversion from RGB to L (ITU-R 601-2 luma), reused for numeric
+# blocks so that both kinds of input turn colour into grey the same way.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def is_image_cell(value):
+    """True for a cell that holds an image: a path, bytes, a PIL image, an array."""
+    return isinstance(value, (str, os.PathLike, bytes, Image.Image, np.ndarray))
+
+
+def is_number_cell(value):
+    """True for a real number that is not missing (bools included)."""
+    return isinstance(value, (Real, np.bool_)) and not is_missing(value)
+
+
+def block_holds_numbers(X):
+    """Whether the 2-D block ``X`` is to be read as flattened images.
+
+    A numeric array is. An object array is when none of its cells is an image
+    and at least one is a number, as for a numeric array cast to object.
+    """
+    if X.dtype.kind in "biuf":
+        return True
+    has_number = False
+    for value in X.flat:
+        if is_image_cell(value):
+            return False
+        has_number = has_number or is_number_cell(value)
+    return has_number
+
+
+def resolve_input_shape(n_features, input_shape):
+    """Return the ``(H, W, C)`` of the images flattened in rows of ``n_features``.
+
+    With ``input_shape=None``, a perfect square is a square grayscale image
+    and any other width a ``1 x n_features`` grayscale strip.
+    """
+    if input_shape is None:
+        side = math.isqrt(n_features)
+        if side * side == n_features:
+            return (side, side, 1)
+        return (1, n_features, 1)
+    shape = tuple(input_shape)
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if (
+        len(shape) != 3
+        or not all(isinstance(d, Integral) and d > 0 for d in shape)
+        or shape[2] not in (1, 3, 4)
+    ):
+        raise ValueError(
+            "input_shape must be (H, W) or (H, W, C) with positive integers and "
+            f"C in (1, 3, 4), got {input_shape!r}."
+        )
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"input_shape={input_shape!r} holds {math.prod(shape)} values, but the "
+            f"numeric block has {n_features} columns; each row must be one "
+            "flattened image."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def _cell_name(column, row):
+    return f"column {column!r}, row {row}"
+
+
+def _array_to_pil(arr, column, row):
+    where = _cell_name(column, row)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ValueError(
+            f"{where}: an image array must have shape (H, W), (H, W, 1), "
+            f"(H, W, 3) or (H, W, 4), got {arr.shape}."
+        )
+    if arr.size == 0:
+        raise ValueError(f"{where}: the image array is empty, shape {arr.shape}.")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(
+                f"{where}: a float image array must hold finite values in [0, 1], "
+                f"found values in [{np.nanmin(arr)}, {np.nanmax(arr)}]. Divide "
+                "0-255 intensities by 255."
+            )
+        arr = np.rint(arr * 255)
+    elif arr.dtype.kind in "iu":
+        if arr.dtype != np.uint8 and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(
+                f"{where}: an integer image array must hold values in [0, 255], "
+                f"found values in [{arr.min()}, {arr.max()}]."
+            )
+    else:
+        raise TypeError(
+            f"{where}: an image array must be uint8 (0-255) or float (0-1), got "
+            f"dtype {arr.dtype}."
+        )
+    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+
+
+def _open_file(source, mode, size, column, row):
+    name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
+    try:
+        with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as im:
+            # JPEG only: decode at a reduced scale that still covers ``size``,
+            # several times faster for photos larger than the target.
+            im.draft(mode, (size[1], size[0]))
+            return im.convert(mode)
+    # Pillow's format plugins signal truncated or corrupt data with OSError,
+    # ValueError, SyntaxError, struct errors or DecompressionBombError alike.
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot read the image file {name!r} ({_cell_name(column, row)}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def decode_image(value, mode, size, column, row):
+    """Return the image in cell ``value`` as a ``(H, W, C)`` uint8 array.
+
+    Parameters
+    ----------
+    value : str, path-like, bytes, PIL.Image.Image or ndarray
+        A file path, the bytes of an encoded file, a PIL image, or an array
+        of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8 or float in
+        [0, 1].
+    mode : {"RGB", "L"}
+        Pillow mode the image is converted to; an alpha channel is dropped.
+    size : tuple of int
+        ``(H, W)`` after a bilinear resize.
+    column : str
+        Column name, for error messages.
+    row : int
+        Row position, for error messages.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, C), dtype uint8
+    """
+    if isinstance(value, (str, os.PathLike, bytes)):
+        image = _open_file(value, mode, size, column, row)
+    else:
+        if isinstance(value, np.ndarray):
+            image = _array_to_pil(value, column, row)
+        elif isinstance(value, Image.Image):
+            image = value
+        else:
+            raise TypeError(
+                f"{_cell_name(column, row)}: expected an image (a file path, "
+                "encoded bytes, a PIL image or an array), got "
+                f"{type(value).__name__} {value!r:.50}."
+            )
+        try:
+            image = image.convert(mode)
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"{_cell_name(column, row)}: cannot convert the image of mode "
+                f"{image.mode!r} to {mode!r}: {exc}"
+            ) from exc
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def decode_cells(cells, columns, first_row, mode, size):
+    """Decode a block of image cells into one uint8 batch.
+
+    Parameters
+    ----------
+    cells : ndarray of shape (n_rows, n_columns), dtype object
+        Image cells; missing cells are ``None``, ``NaN`` or ``pd.NA``.
+    columns : list of str
+        Column names, for error messages.
+    first_row : int
+        Position of the first row of ``cells`` in the whole block.
+    mode : {"RGB", "L"}
+        Pillow mode the images are converted to.
+    size : tuple of int
+        ``(H, W)`` of the output images.
+
+    Returns
+    -------
+    images : ndarray of shape (n_rows, n_columns, C, H, W), dtype uint8
+        Zeros where the cell is missing.
+    missing : ndarray of shape (n_rows, n_columns), dtype bool
+    """
+    n_rows, n_columns = cells.shape
+    images = np.zeros((n_rows, n_columns, IMAGE_MODES[mode], *size), dtype=np.uint8)
+    missing = np.zeros((n_rows, n_columns), dtype=bool)
+    for i in range(n_rows):
+        for j in range(n_columns):
+            value = cells[i, j]
+            if is_missing(value):
+                missing[i, j] = True
+                continue
+            images[i, j] = decode_image(
+                value, mode, size, columns[j], first_row + i
+            ).transpose(2, 0, 1)
+    return images, missing
+
+
+def _resize_plane(plane, size):
+    return np.asarray(
+        Image.fromarray(plane).resize((size[1], size[0]), Image.Resampling.BILINEAR),
+        dtype=np.float32,
+    )
+
+
+def _resize_with_gaps(plane, size):
+    """Resize a float plane whose NaN pixels are missing.
+
+    Each output pixel is the weighted mean of its valid input pixels only,
+    NaN where none is valid.
+    """
+    valid = ~np.isnan(plane)
+    if valid.all():
+        return _resize_plane(plane, size)
+    weight = _resize_plane(valid.astype(np.float32), size)
+    total = _resize_plane(np.where(valid, plane, 0).astype(np.float32), size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(weight > 1e-6, total / weight, np.nan).astype(np.float32)
+
+
+def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
+    """Read each row of a numeric block as one flattened image.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, H_in * W_in * C_in)
+        Pixel values in any units; NaN marks a missing pixel.
+    columns : list of str
+        Column names, for error messages.
+    first_row : int
+        Position of the first row of ``X`` in the whole block.
+    input_shape : tuple of int
+        ``(H_in, W_in, C_in)`` of each row, C_in in (1, 3, 4), channels last.
+    mode : {"RGB", "L"}
+        Output channels: grey is repeated to RGB, RGB turned into luma for L,
+        and an alpha channel dropped.
+    size : tuple of int
+        ``(H, W)`` after a bilinear resize.
+
+    Returns
+    -------
+    images : ndarray of shape (n_rows, 1, C, H, W), dtype float32
+        NaN where no valid input pixel contributes.
+    """
+    if X.dtype == object:
+        values = np.empty(X.shape, dtype=np.float32)
+        for (i, j), value in np.ndenumerate(X):
+            if is_missing(value):
+                values[i, j] = np.nan
+            elif is_number_cell(value):
+                values[i, j] = value
+            else:
+                raise TypeError(
+                    f"{_cell_name(columns[j], first_row + i)}: expected a number "
+                    "(the block is read as flattened images) or an image, got "
+                    f"{type(value).__name__} {value!r:.50}."
+                )
+        X = values
+    else:
+        X = X.astype(np.float32, copy=False)
+    infinite = np.argwhere(np.isinf(X))
+    if len(infinite):
+        i, j = infinite[0]
+        raise ValueError(
+            f"{_cell_name(columns[j], first_row + i)}: pixel values must be finite "
+            "(NaN marks a missing pixel), got infinity."
+        )
+    n_rows = X.shape[0]
+    height, width, depth = input_shape
+    images = X.reshape(n_rows, height, width, depth)[..., :3]
+    if mode == "L" and images.shape[3] == 3:
+        images = (images @ _LUMA)[..., None]
+    out = np.empty(
+        (n_rows, 1, images.shape[3], *size),
+        dtype=np.float32,
+    )
+    for i in range(n_rows):
+        for c in range(images.shape[3]):
+            plane = np.ascontiguousarray(images[i, :, :, c])
+            out[i, 0, c] = (
+                plane
+                if (height, width) == tuple(size)
+                else _resize_with_gaps(plane, size)
+            )
+    if out.shape[2] < IMAGE_MODES[mode]:
+        out = np.repeat(out, IMAGE_MODES[mode], axis=2)
+    return out

@@ -1,0 +1,50 @@
+"""scikit-learn's estimator checks on every public estimator.
+
+Each estimator is checked with the test-friendly parameters of ``ESTIMATORS``:
+a new estimator is covered by adding one line there.
+"""
+
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skmm import (
+    FusionClassifier,
+    FusionMultiTask,
+    FusionRegressor,
+    MultimodalFusion,
+)
+
+FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
+
+ESTIMATORS = [
+    MultimodalFusion([("all", StandardScaler(), slice(0, None))]),
+    MultimodalFusion([("all", StandardScaler(), slice(0, None))], output="flat"),
+    FusionClassifier(**FAST, random_state=0),
+    FusionClassifier(fusion="gated", **FAST, random_state=0),
+    FusionRegressor(**FAST, random_state=0),
+    FusionMultiTask(tasks={"y": "regression"}, **FAST, random_state=0),
+]
+
+# Checks that cannot pass by design, each with its reason.
+_SGD_WEIGHTS = (
+    "mini-batch training with shuffling: a weight of 2 is not the same "
+    "sequence of updates as a duplicated row"
+)
+_NEURAL = {
+    "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+    "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
+}
+EXPECTED_FAILED = {
+    "FusionClassifier": _NEURAL,
+    "FusionRegressor": _NEURAL,
+    "FusionMultiTask": _NEURAL,
+}
+
+
+def _expected_failed_checks(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
