@@ -3,9 +3,11 @@
 from skmm._blocks import BlockSpec, ModalityBlocks
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
+from skmm.encoders import CNNImageEncoder
 
 __all__ = [
     "BlockSpec",
+    "CNNImageEncoder",
     "FusionClassifier",
     "FusionMultiTask",
     "FusionRegressor",

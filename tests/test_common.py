@@ -8,6 +8,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm import (
+    CNNImageEncoder,
     FusionClassifier,
     FusionMultiTask,
     FusionRegressor,
@@ -17,6 +18,7 @@ from skmm import (
 FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
 
 ESTIMATORS = [
+    CNNImageEncoder(image_size=8, channels=(4,), max_epochs=1, random_state=0),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))]),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))], output="flat"),
     FusionClassifier(**FAST, random_state=0),

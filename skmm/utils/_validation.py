@@ -29,7 +29,9 @@ def check_column_block(estimator, X, *, reset, dtype=None):
     columns : list of str
         The column names, ``"column 0"``, ... when the input has none.
     """
-    if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+    if isinstance(X, (str, bytes)) or not (
+        hasattr(X, "__len__") or hasattr(X, "__array__")
+    ):
         raise TypeError(
             f"{type(estimator).__name__} expects a 2-D column block (a DataFrame or "
             f"an array of shape (n_samples, n_columns)), got {type(X).__name__}."
