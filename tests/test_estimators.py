@@ -38,7 +38,10 @@ def two_modalities():
     X = pd.DataFrame(rng.normal(size=(120, 4)), columns=["a", "b", "c", "d"])
     y = np.where(X["a"] + X["c"] > 0, "yes", "no")
     fusion = MultimodalFusion(
-        [("left", StandardScaler(), ["a", "b"]), ("right", StandardScaler(), ["c", "d"])]
+        [
+            ("left", StandardScaler(), ["a", "b"]),
+            ("right", StandardScaler(), ["c", "d"]),
+        ]
     )
     return X, y, fusion
 
