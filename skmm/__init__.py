@@ -3,9 +3,15 @@
 from skmm._blocks import BlockSpec, ModalityBlocks
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
-from skmm.encoders import CNNImageEncoder
+from skmm.encoders import (
+    AudioEncoder,
+    CNNImageEncoder,
+    SequenceTextEncoder,
+    TfidfTextEncoder,
+)
 
 __all__ = [
+    "AudioEncoder",
     "BlockSpec",
     "CNNImageEncoder",
     "FusionClassifier",
@@ -13,5 +19,7 @@ __all__ = [
     "FusionRegressor",
     "ModalityBlocks",
     "MultimodalFusion",
+    "SequenceTextEncoder",
+    "TfidfTextEncoder",
 ]
 __version__ = "0.1.0.dev0"

@@ -8,16 +8,24 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmm import (
+    AudioEncoder,
     CNNImageEncoder,
     FusionClassifier,
     FusionMultiTask,
     FusionRegressor,
     MultimodalFusion,
+    SequenceTextEncoder,
+    TfidfTextEncoder,
 )
 
 FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
 
 ESTIMATORS = [
+    TfidfTextEncoder(),
+    TfidfTextEncoder(n_components=2, random_state=0),
+    SequenceTextEncoder(max_length=8),
+    AudioEncoder(n_mels=8, n_fft=16, hop_length=8, n_time_bins=3),
+    AudioEncoder(n_mels=8, n_fft=16, hop_length=8, pooling="stats", normalize=False),
     CNNImageEncoder(image_size=8, channels=(4,), max_epochs=1, random_state=0),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))]),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))], output="flat"),

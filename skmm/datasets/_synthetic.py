@@ -49,15 +49,14 @@ def _word_pool(value):
 
 
 def _bar_colours(n_values):
-    """Return one RGB colour per latent value, two values sharing each hue.
+    """Return one RGB colour per latent value, each value its own hue.
 
-    Even and odd values differ by the bar's orientation, so with two values
-    the image cue is purely spatial.
+    A colour survives the global pooling of a small CNN, so the value is
+    readable from the image by the encoders skmm ships; the orientation of
+    the bar repeats the parity of the value as a spatial cue.
     """
-    n_hues = (n_values + 1) // 2
     colours = [
-        colorsys.hsv_to_rgb((value // 2) / n_hues, 0.8, 1.0)
-        for value in range(n_values)
+        colorsys.hsv_to_rgb(value / n_values, 0.8, 1.0) for value in range(n_values)
     ]
     return 230.0 * np.asarray(colours)
 
@@ -303,10 +302,9 @@ def make_multimodal_classification(
       (TF-IDF) is enough to read it.
     - ``image``: a uint8 RGB array of shape ``(image_size, image_size, 3)``
       with a bright bar on a noisy dark background. Even values give a
-      horizontal bar and odd values a vertical one; values ``2k`` and
-      ``2k + 1`` share a colour, different from other pairs. Position and
-      brightness of the bar vary at random, so a small CNN or an
-      orientation statistic reads it, not a single pixel.
+      horizontal bar and odd values a vertical one, and every value has its
+      own colour. Position and brightness of the bar vary at random, so a
+      small CNN reads it, not a single pixel.
     - ``num_0``: the value of ``c``. ``category`` is a weaker, redundant view:
       ``"low"``, ``"medium"`` or ``"high"`` for ``c < -1``, ``|c| <= 1``,
       ``c > 1``. ``num_1`` is an unrelated distractor on another scale.

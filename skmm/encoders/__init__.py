@@ -1,5 +1,12 @@
 """Encoders: one scikit-learn transformer per modality."""
 
+from skmm.encoders._audio import AudioEncoder
 from skmm.encoders._image import CNNImageEncoder
+from skmm.encoders._text import SequenceTextEncoder, TfidfTextEncoder
 
-__all__ = ["CNNImageEncoder"]
+__all__ = [
+    "AudioEncoder",
+    "CNNImageEncoder",
+    "SequenceTextEncoder",
+    "TfidfTextEncoder",
+]

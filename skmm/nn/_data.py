@@ -26,9 +26,9 @@ def _block_tensor(X, spec):
 
 
 def _take(X, idx):
-    if sparse.issparse(X):
-        return torch.from_numpy(X[idx.numpy()].toarray())
-    return X.index_select(0, idx)
+    if isinstance(X, torch.Tensor):
+        return X.index_select(0, idx)
+    return torch.from_numpy(X[idx.numpy()].toarray())
 
 
 class BlockDataset(Dataset):

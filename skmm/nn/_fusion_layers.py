@@ -188,8 +188,13 @@ class LowRankFusion(nn.Module):
             nn.Parameter(torch.empty(rank, in_features + 1, out_features))
             for _ in range(n_modalities)
         )
-        for factor in self.factors:
-            nn.init.xavier_normal_(factor)
+        # Each factor starts as "1 + a small linear term": the product over
+        # modalities then starts near 1 instead of vanishing with M, and its
+        # expansion holds the unimodal terms, as the appended 1 intends.
+        with torch.no_grad():
+            for factor in self.factors:
+                factor.normal_(0.0, in_features**-0.5)
+                factor[:, in_features, :] = 1.0
         self.rank_weights = nn.Parameter(torch.full((1, rank), 1.0 / rank))
         self.bias = nn.Parameter(torch.zeros(out_features))
 

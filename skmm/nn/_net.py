@@ -1,0 +1,197 @@
+"""The skorch net that trains a FusionNetwork, with a lean per-batch path.
+
+skorch's :class:`~skorch.NeuralNet` does a fixed amount of Python work per
+batch: it walks every module to set the training mode, notifies every
+callback of every batch event, converts the batch with ``to_tensor`` and
+measures it with ``get_len``. For the small networks of tabular-sized rows a
+step costs well under a millisecond, and that work becomes a large share of
+the training time. :class:`FusionNeuralNet` keeps the loop, the callbacks,
+the history and the device handling of ``NeuralNet`` and does less per batch:
+
+- the training mode is set only when a module is not already in it;
+- a batch event reaches only the callbacks that handle it (those overriding
+  the no-op of :class:`~skorch.callbacks.Callback`), listed once per epoch;
+- a batch that is a dict of tensors is moved to the device key by key,
+  without the generic conversion, and its length is read from one tensor.
+
+Anything else (arrays, lists, fit parameters) takes ``NeuralNet``'s path, so
+the losses, the history and the callbacks' view of training are the same.
+"""
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.dataset import get_len, unpack_data
+from skorch.history import History
+from skorch.utils import TeeGenerator
+
+__all__ = ["FusionNeuralNet"]
+
+_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+
+def _handles(callback, event):
+    """Whether ``callback`` does something on ``event``."""
+    method = getattr(callback, event, None)
+    if method is None:
+        return False
+    return getattr(method, "__func__", None) is not getattr(Callback, event)
+
+
+def _is_tensor_dict(data):
+    # Exactly a dict, as BatchIterator yields: other mappings take skorch's path.
+    if type(data) is not dict:
+        return False
+    for value in data.values():
+        if not isinstance(value, torch.Tensor):
+            return False
+    return True
+
+
+class FusionNeuralNet(NeuralNet):
+    """A skorch ``NeuralNet`` with less Python work per batch.
+
+    It takes the parameters of :class:`skorch.NeuralNet` and behaves like it:
+    same training loop, callbacks, history (``train_loss``, ``valid_loss``,
+    ``dur`` per epoch; loss and size per batch), device handling and early
+    stopping. Batches that are dicts of tensors, as yielded by
+    :class:`~skmm.nn._data.BatchIterator`, take a shorter path: see the module
+    docstring.
+
+    Batch events call the hooks directly rather than through :meth:`notify`,
+    which still carries the epoch and training events: override the hooks
+    (``on_batch_begin``, ...), not ``notify``, to act on every batch.
+    """
+
+    # -- callbacks -----------------------------------------------------------
+
+    def _batch_listeners(self):
+        """The callbacks that handle each batch event, by event."""
+        return {
+            event: [cb for _, cb in self.callbacks_ if _handles(cb, event)]
+            for event in _BATCH_EVENTS
+        }
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        self.batch_listeners_ = None
+        return self
+
+    def _listeners(self, event):
+        listeners = getattr(self, "batch_listeners_", None)
+        if listeners is None:
+            listeners = self.batch_listeners_ = self._batch_listeners()
+        return listeners[event]
+
+    def _hooks(self, event):
+        """The net's own hook of ``event``, then those of its listeners."""
+        return [getattr(self, event)] + [
+            getattr(cb, event) for cb in self._listeners(event)
+        ]
+
+    # -- training mode -------------------------------------------------------
+
+    def _ensure_training(self, training):
+        """Set the training mode, unless every module is already in it."""
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                self._set_training(training)
+                return
+
+    # -- loop ----------------------------------------------------------------
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        self.batch_listeners_ = self._batch_listeners()
+        on_begin = self._hooks("on_batch_begin")
+        on_end = self._hooks("on_batch_end")
+        self._set_training(training)
+        history = self.history
+        # A plain History takes the batch entries as one dict update; a
+        # DistributedHistory needs its own record_batch.
+        direct = type(history) is History
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        batch_count = 0
+        for batch in iterator:
+            for hook in on_begin:
+                hook(self, batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            entries = {loss_key: step["loss"].item(), size_key: _batch_len(batch)}
+            if direct:
+                list.__getitem__(history, -1)["batches"][-1].update(entries)
+            else:
+                for key, value in entries.items():
+                    history.record_batch(key, value)
+            for hook in on_end:
+                hook(self, batch=batch, training=training, **step)
+            batch_count += 1
+        history.record(prefix + "_batch_count", batch_count)
+
+    def train_step(self, batch, **fit_params):
+        step_accumulator = self.get_train_step_accumulator()
+        on_grad = self._hooks("on_grad_computed")
+        # NeuralNet's own hook does nothing: with no listener, skip it and the
+        # generator of parameters it would be given.
+        own_noop = type(self).on_grad_computed is NeuralNet.on_grad_computed
+        if len(on_grad) == 1 and own_noop:
+            on_grad = []
+
+        def step_fn():
+            self._zero_grad_optimizer()
+            step = self.train_step_single(batch, **fit_params)
+            step_accumulator.store_step(step)
+            if on_grad:
+                named_parameters = TeeGenerator(self.get_all_learnable_params())
+                for hook in on_grad:
+                    hook(
+                        self,
+                        named_parameters=named_parameters,
+                        batch=batch,
+                        training=True,
+                    )
+            return step["loss"]
+
+        self._step_optimizer(step_fn)
+        return step_accumulator.get_step()
+
+    def train_step_single(self, batch, **fit_params):
+        self._ensure_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        self._ensure_training(False)
+        Xi, yi = unpack_data(batch)
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    # -- conversion ----------------------------------------------------------
+
+    def _to_device(self, data):
+        # Pinned batches (``pin_memory=True``) copy to a GPU asynchronously.
+        device = self.device
+        return {key: value.to(device, non_blocking=True) for key, value in data.items()}
+
+    def infer(self, x, **fit_params):
+        if fit_params or not _is_tensor_dict(x):
+            return super().infer(x, **fit_params)
+        return self.module_(**self._to_device(x))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        if not _is_tensor_dict(y_true):
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        return self.criterion_(y_pred, self._to_device(y_true))
+
+
+def _batch_len(batch):
+    Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if _is_tensor_dict(Xi) and Xi:
+        return next(iter(Xi.values())).shape[0]
+    return get_len(Xi)
