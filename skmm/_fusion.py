@@ -39,7 +39,9 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
     ----------
     transformers : list of (str, transformer, columns) tuples
         The modalities: a name, an encoder (or ``"passthrough"`` /
-        ``"drop"``) and the columns it reads, as in ColumnTransformer.
+        ``"drop"``) and the columns it reads, as in ColumnTransformer. A
+        single column name (``"photo"``) is passed as a one-column 2-D block,
+        like ``["photo"]``: encoders always receive 2-D column blocks.
     output : {"blocks", "flat"}, default="blocks"
         What ``transform`` returns.
     remainder : {"drop", "passthrough"} or transformer, default="drop"
@@ -222,6 +224,16 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
             get_tags(trans).input_tags.string for trans in encoders
         )
         return tags
+
+    def _iter(self, fitted, column_as_labels, skip_drop, skip_empty_columns):
+        # A single column name selects a one-column 2-D block, not a Series:
+        # every encoder takes 2-D column blocks.
+        for name, trans, columns, weight in super()._iter(
+            fitted, column_as_labels, skip_drop, skip_empty_columns
+        ):
+            if np.isscalar(columns):
+                columns = [columns]
+            yield name, trans, columns, weight
 
     def _block_names(self):
         return [
