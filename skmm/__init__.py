@@ -1,5 +1,6 @@
 """skmm: multimodal deep learning with the scikit-learn API."""
 
+from skmm._alignment import CrossModalAligner
 from skmm._blocks import BlockSpec, ModalityBlocks
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
@@ -14,6 +15,7 @@ __all__ = [
     "AudioEncoder",
     "BlockSpec",
     "CNNImageEncoder",
+    "CrossModalAligner",
     "FusionClassifier",
     "FusionMultiTask",
     "FusionRegressor",

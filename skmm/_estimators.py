@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -21,7 +22,6 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_array,
     check_is_fitted,
     column_or_1d,
@@ -36,6 +36,7 @@ from skmm.nn._network import FUSION_STRATEGIES, FusionNetwork, MultiTaskLoss
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
+    _check_sample_weight,
     validate_data,
     validate_params,
 )
@@ -80,6 +81,21 @@ default="concat"
         Rank of ``fusion="lowrank"``.
     tensor_dim : int, default=8
         Per-modality width before the outer product of ``fusion="tensor"``.
+    modality_dropout : float, default=0.0
+        During training, the probability that a modality of a row is replaced
+        by that modality's learned "missing" embedding, so that the model does
+        not lean on one modality. Rows whose block holds no data (an empty
+        text, a missing image: all-zero or all-padding rows) always get the
+        "missing" embedding, in fit and in predict alike.
+    shared_space : {None, "projected", "tied"}, default=None
+        Project every modality embedding into one shared space of width
+        ``hidden_dim`` before fusion, with a projection per modality
+        (``"projected"``) or one projection shared by all (``"tied"``).
+    alignment_weight : float, default=0.0
+        Weight of a contrastive InfoNCE loss (in-batch negatives) between the
+        embeddings of each pair of modalities, added to the task loss.
+    temperature : float, default=0.1
+        Temperature of the InfoNCE loss.
     max_epochs : int, default=20
         Passes over the training data.
     batch_size : int, default=64
@@ -140,6 +156,10 @@ class _BaseFusionEstimator(BaseEstimator):
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "rank": [Interval(numbers.Integral, 1, None, closed="left")],
         "tensor_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "modality_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "shared_space": [StrOptions({"projected", "tied"}), None],
+        "alignment_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -161,6 +181,7 @@ class _BaseFusionEstimator(BaseEstimator):
 
     def _check_blocks(self, X, *, reset):
         if isinstance(X, ModalityBlocks):
+            _check_finite_blocks(X)
             if reset:
                 self.block_specs_ = dict(X.specs)
                 self.n_features_in_ = X.shape[1]
@@ -223,6 +244,10 @@ class _BaseFusionEstimator(BaseEstimator):
                 hidden_dim=self.hidden_dim,
                 dropout=self.dropout,
                 fusion_options={"rank": self.rank, "tensor_dim": self.tensor_dim},
+                modality_dropout=self.modality_dropout,
+                shared_space=self.shared_space,
+                alignment_weight=self.alignment_weight,
+                temperature=self.temperature,
             )
             criterion = MultiTaskLoss(
                 tasks,
@@ -319,6 +344,7 @@ class _BaseFusionEstimator(BaseEstimator):
         return {
             task: torch.cat([o[task] for o in outputs]).float().cpu().numpy()
             for task in outputs[0]
+            if not task.startswith("_")
         }
 
     def represent(self, X):
@@ -367,6 +393,17 @@ class _BaseFusionEstimator(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = self.device != "cpu"
         return tags
+
+
+def _check_finite_blocks(blocks):
+    for name, X in blocks.items():
+        values = X.data if sparse.issparse(X) else np.asarray(X)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(
+                f"The block of modality {name!r} contains NaN or infinity. Its "
+                "encoder must handle missing values, e.g. put a SimpleImputer "
+                "before a StandardScaler."
+            )
 
 
 def _silent(*args, **kwargs):
@@ -440,6 +477,10 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
         dropout=0.1,
         rank=4,
         tensor_dim=8,
+        modality_dropout=0.0,
+        shared_space=None,
+        alignment_weight=0.0,
+        temperature=0.1,
         max_epochs=20,
         batch_size=64,
         lr=1e-3,
@@ -459,6 +500,10 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
         self.dropout = dropout
         self.rank = rank
         self.tensor_dim = tensor_dim
+        self.modality_dropout = modality_dropout
+        self.shared_space = shared_space
+        self.alignment_weight = alignment_weight
+        self.temperature = temperature
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -604,6 +649,10 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         dropout=0.1,
         rank=4,
         tensor_dim=8,
+        modality_dropout=0.0,
+        shared_space=None,
+        alignment_weight=0.0,
+        temperature=0.1,
         max_epochs=20,
         batch_size=64,
         lr=1e-3,
@@ -622,6 +671,10 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         self.dropout = dropout
         self.rank = rank
         self.tensor_dim = tensor_dim
+        self.modality_dropout = modality_dropout
+        self.shared_space = shared_space
+        self.alignment_weight = alignment_weight
+        self.temperature = temperature
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -769,6 +822,10 @@ class FusionMultiTask(_BaseFusionEstimator):
         dropout=0.1,
         rank=4,
         tensor_dim=8,
+        modality_dropout=0.0,
+        shared_space=None,
+        alignment_weight=0.0,
+        temperature=0.1,
         max_epochs=20,
         batch_size=64,
         lr=1e-3,
@@ -790,6 +847,10 @@ class FusionMultiTask(_BaseFusionEstimator):
         self.dropout = dropout
         self.rank = rank
         self.tensor_dim = tensor_dim
+        self.modality_dropout = modality_dropout
+        self.shared_space = shared_space
+        self.alignment_weight = alignment_weight
+        self.temperature = temperature
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr

@@ -3,9 +3,13 @@
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.metrics import get_scorer
+from sklearn.metrics import check_scoring, get_scorer
+from sklearn.utils import check_random_state
 
-__all__ = ["task_scorer"]
+from skmm._blocks import ModalityBlocks
+from skmm._fusion import MultimodalFusion
+
+__all__ = ["modality_robustness_scorer", "task_scorer"]
 
 
 class _TaskView(BaseEstimator):
@@ -112,3 +116,96 @@ def task_scorer(task, scoring):
     ...            "value_mae": task_scorer("value", "neg_mean_absolute_error")}
     """
     return _TaskScorer(task, scoring)
+
+
+ROBUSTNESS_MODES = ("remove", "noise")
+
+
+class _RobustnessScorer:
+    def __init__(self, modality, mode, scoring, noise_scale, random_state):
+        self.modality = modality
+        self.mode = mode
+        self.scoring = scoring
+        self.noise_scale = noise_scale
+        self.random_state = random_state
+
+    def __call__(self, estimator, X, y, sample_weight=None):
+        if not (
+            hasattr(estimator, "steps") and isinstance(estimator[0], MultimodalFusion)
+        ):
+            raise ValueError(
+                "modality_robustness_scorer needs a pipeline whose first step is a "
+                f"MultimodalFusion, got {type(estimator).__name__}."
+            )
+        blocks = estimator[0].transform(X)
+        if not isinstance(blocks, ModalityBlocks) or self.modality not in blocks:
+            names = getattr(blocks, "names", [])
+            raise ValueError(
+                f"No modality {self.modality!r} in the fusion's output; it has "
+                f"{names} (the fusion must use output='blocks')."
+            )
+        block = blocks[self.modality]
+        dense = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        if self.mode == "remove":
+            # The encoding of a missing value: an all-zero row.
+            degraded = np.zeros_like(dense)
+        else:
+            rng = check_random_state(self.random_state)
+            scale = self.noise_scale * dense.std(axis=0, keepdims=True)
+            degraded = dense + rng.normal(size=dense.shape) * scale
+            degraded = degraded.astype(dense.dtype, copy=False)
+        changed = ModalityBlocks(
+            {**dict(blocks.items()), self.modality: degraded}, blocks.specs
+        )
+        rest = estimator[1:]
+        scorer = check_scoring(rest, scoring=self.scoring)
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return scorer(rest, changed, y, **kwargs)
+
+    def __repr__(self):
+        return (
+            f"modality_robustness_scorer({self.modality!r}, mode={self.mode!r}, "
+            f"scoring={self.scoring!r})"
+        )
+
+
+def modality_robustness_scorer(
+    modality, *, mode="remove", scoring=None, noise_scale=1.0, random_state=0
+):
+    """Make a scorer of a model with one modality removed or replaced by noise.
+
+    The pipeline's first step (a :class:`~skmm.MultimodalFusion`) encodes
+    ``X``; the block of ``modality`` is then set to the encoding of a missing
+    value (``mode="remove"``: all-zero rows, i.e. an empty text or a missing
+    image for skmm's encoders) or perturbed with Gaussian noise of
+    ``noise_scale`` times each feature's standard deviation
+    (``mode="noise"``), and the rest of the pipeline is scored. Usable in
+    ``cross_val_score(scoring=...)`` and ``cross_validate``.
+
+    Parameters
+    ----------
+    modality : str
+        Name of the modality to degrade.
+    mode : {"remove", "noise"}, default="remove"
+        How to degrade it.
+    scoring : str or callable, default=None
+        Score of the degraded model; ``None`` uses the estimator's ``score``.
+    noise_scale : float, default=1.0
+        Noise standard deviation in units of each feature's spread
+        (``mode="noise"``).
+    random_state : int, RandomState instance or None, default=0
+        Seeds the noise.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(pipeline, X, y)``.
+
+    Examples
+    --------
+    >>> from skmm.metrics import modality_robustness_scorer
+    >>> scorer = modality_robustness_scorer("image", mode="remove")
+    """
+    if mode not in ROBUSTNESS_MODES:
+        raise ValueError(f"mode must be one of {ROBUSTNESS_MODES}, got {mode!r}.")
+    return _RobustnessScorer(modality, mode, scoring, noise_scale, random_state)

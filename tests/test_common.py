@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skmm import (
     AudioEncoder,
     CNNImageEncoder,
+    CrossModalAligner,
     FusionClassifier,
     FusionMultiTask,
     FusionRegressor,
@@ -21,6 +22,10 @@ from skmm import (
 FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
 
 ESTIMATORS = [
+    CrossModalAligner(n_components=2, max_epochs=2, random_state=0),
+    CrossModalAligner(
+        n_components=2, hidden_dim=4, max_epochs=2, batch_size=4, random_state=0
+    ),
     TfidfTextEncoder(),
     TfidfTextEncoder(n_components=2, random_state=0),
     SequenceTextEncoder(max_length=8),

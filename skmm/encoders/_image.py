@@ -39,16 +39,29 @@ __all__ = ["CNNImageEncoder"]
 _CHUNK_ROWS = 256
 
 
-def _resolve_device(device):
+def _resolve_device(device, *, fitting=True):
+    """The torch device to use; a CUDA model is used on the CPU when none is left.
+
+    A pipeline fitted on a GPU must still transform on a CPU-only machine, so
+    outside ``fit`` an unavailable CUDA device falls back to the CPU.
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             "device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got "
             f"{device!r}."
         ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if fitting:
+            raise ValueError(
+                f"device={str(device)!r} was requested but no CUDA device is "
+                "available; use device='auto' to fall back to the CPU."
+            )
+        return torch.device("cpu")
+    return device
 
 
 def _with_progress(chunks, n_rows, verbose):
@@ -122,7 +135,9 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
     Missing images (``None``, ``NaN``, ``pd.NA`` cells) become all-zero
     standardised images, i.e. every pixel at the channel mean, in ``fit``
     (where they do not count towards the channel statistics) and in
-    ``transform`` alike.
+    ``transform`` alike; with ``output="features"`` their features are all
+    zero, the encoding of a missing value that the fusion estimators replace
+    with a learned "missing" embedding.
 
     Parameters
     ----------
@@ -145,8 +160,12 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         perfect-square width is a square grey image (64 columns are 8x8) and
         any other width a ``1 x n_columns`` grey strip. Ignored for blocks of
         image cells.
-    max_epochs : int, default=10
-        Passes over the data when training on ``y``; 0 never trains.
+    max_epochs : int, default=0
+        Passes over the data when training on ``y``. The default, 0, keeps the
+        CNN at its seeded random initialisation (a frozen encoder); train on
+        ``y`` only when the image alone predicts it: with an interaction
+        between modalities or a multi-task ``y``, use ``output="pixels"`` to
+        train the CNN end to end inside a fusion estimator instead.
     batch_size : int, default=64
         Rows per gradient step in training and per forward pass in
         ``transform``.
@@ -246,7 +265,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         mode="RGB",
         output="features",
         input_shape=None,
-        max_epochs=10,
+        max_epochs=0,
         batch_size=64,
         lr=1e-3,
         augment=False,
@@ -339,7 +358,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                 f"CNNImageEncoder was fitted on a block of {fitted} (columns "
                 f"{columns}); transform needs the same kind of block."
             )
-        device = _resolve_device(self.device)
+        device = _resolve_device(self.device, fitting=False)
         cnn = self._network_on(device)
         Xt = np.empty((X.shape[0], self._n_features_out()), dtype=np.float32)
         for rows, images, missing in self._iter_images(X, columns):
@@ -415,7 +434,8 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         try:
-            tags.non_deterministic = _resolve_device(self.device).type != "cpu"
+            device = _resolve_device(self.device, fitting=False)
+            tags.non_deterministic = device.type != "cpu"
         except ValueError:
             tags.non_deterministic = False
         return tags
@@ -425,7 +445,11 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         size = self._check_params()
         device = _resolve_device(self.device)
         X, columns = check_column_block(self, X, reset=True)
-        target = None if y is None else self._check_target(y, X.shape[0])
+        target = (
+            None
+            if y is None or self.max_epochs == 0
+            else self._check_target(y, X.shape[0])
+        )
         self.input_shape_ = (
             resolve_input_shape(X.shape[1], self.input_shape)
             if block_holds_numbers(X)
@@ -622,8 +646,12 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                     images[batch].to(device),
                     None if missing is None else missing[batch].to(device),
                 )
-                features = cnn(X.flatten(0, 1)).reshape(X.shape[0], -1)
-                Xt[batch] = features.cpu().numpy()
+                features = cnn(X.flatten(0, 1)).reshape(X.shape[0], X.shape[1], -1)
+                if missing is not None:
+                    # A missing image encodes as zeros, as a missing value does
+                    # for every skmm encoder, so fusion models can spot it.
+                    features[missing[batch].to(device)] = 0.0
+                Xt[batch] = features.reshape(X.shape[0], -1).cpu().numpy()
         return Xt
 
     def _train(self, cnn, head, images, missing, target, device, seed):

@@ -72,12 +72,39 @@ def build_fusion_layer(fusion, n_modalities, hidden_dim, head_sizes, options):
     raise ValueError(f"fusion must be one of {FUSION_STRATEGIES}, got {fusion!r}.")
 
 
+def info_nce(a, b, temperature):
+    """Symmetric InfoNCE between paired rows of ``a`` and ``b``.
+
+    Row ``i`` of ``a`` and row ``i`` of ``b`` are a positive pair; every other
+    row of the batch is a negative.
+    """
+    a = F.normalize(a, dim=1)
+    b = F.normalize(b, dim=1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def missing_rows(X, spec):
+    """Rows of a block that hold no data: all padding (tokens) or all zeros.
+
+    The encoders encode a missing value (empty text, missing image or clip) as
+    such a row, so the same rows are found in fit and in predict.
+    """
+    flat = X.reshape(X.shape[0], -1)
+    if spec.kind == "tokens":
+        return (flat == spec.padding_idx).all(dim=1)
+    return (flat == 0).all(dim=1)
+
+
 class FusionNetwork(nn.Module):
     """One tower per modality, a fusion strategy and one head per task.
 
     ``forward(**blocks)`` takes one batch tensor per modality (keyword named
     after the modality) and returns a dict of head outputs: logits for
-    classification tasks, values for regression tasks.
+    classification tasks, values for regression tasks. In training mode with
+    ``alignment_weight > 0`` it also returns ``"_alignment"``, the contrastive
+    loss between the modality embeddings, which the loss adds.
 
     Parameters
     ----------
@@ -94,6 +121,19 @@ class FusionNetwork(nn.Module):
         Dropout in the towers and on the shared representation.
     fusion_options : dict, default=None
         Extra arguments of the fusion layer (``rank``, ``tensor_dim``).
+    missing_embeddings : bool, default=True
+        Replace the embedding of a row whose block holds no data with a
+        learned per-modality "missing" embedding.
+    modality_dropout : float, default=0.0
+        In training, the probability that a modality of a row is replaced by
+        its "missing" embedding (needs ``missing_embeddings``).
+    shared_space : {None, "projected", "tied"}, default=None
+        Project every modality embedding into one space before fusion: with a
+        projection per modality, or with one projection shared by all.
+    alignment_weight : float, default=0.0
+        Weight of the InfoNCE loss between each pair of modality embeddings.
+    temperature : float, default=0.1
+        Temperature of the InfoNCE loss.
     """
 
     def __init__(
@@ -104,10 +144,19 @@ class FusionNetwork(nn.Module):
         hidden_dim=64,
         dropout=0.0,
         fusion_options=None,
+        missing_embeddings=True,
+        modality_dropout=0.0,
+        shared_space=None,
+        alignment_weight=0.0,
+        temperature=0.1,
     ):
         super().__init__()
+        self.specs = dict(specs)
         self.modalities = list(specs)
         self.fusion_name = fusion
+        self.modality_dropout = modality_dropout
+        self.alignment_weight = alignment_weight
+        self.temperature = temperature
         options = {"dropout": dropout, **(fusion_options or {})}
         self.towers = nn.ModuleDict(
             {
@@ -115,6 +164,20 @@ class FusionNetwork(nn.Module):
                 for name, spec in specs.items()
             }
         )
+        self.missing = (
+            nn.Parameter(torch.zeros(len(specs), hidden_dim))
+            if missing_embeddings
+            else None
+        )
+        if shared_space == "tied":
+            shared = nn.Linear(hidden_dim, hidden_dim)
+            self.shared_space = nn.ModuleList([shared] * len(specs))
+        elif shared_space == "projected":
+            self.shared_space = nn.ModuleList(
+                nn.Linear(hidden_dim, hidden_dim) for _ in specs
+            )
+        else:
+            self.shared_space = None
         self.fusion = build_fusion_layer(
             fusion, len(specs), hidden_dim, head_sizes, options
         )
@@ -126,7 +189,21 @@ class FusionNetwork(nn.Module):
 
     def embed(self, **blocks):
         """Per-modality embeddings, in the order of ``self.modalities``."""
-        return [self.towers[name](blocks[name]) for name in self.modalities]
+        embeddings = []
+        for m, name in enumerate(self.modalities):
+            X = blocks[name]
+            v = self.towers[name](X)
+            if self.missing is not None:
+                drop = missing_rows(X, self.specs[name])
+                if self.training and self.modality_dropout > 0:
+                    drop = drop | (
+                        torch.rand(len(v), device=v.device) < self.modality_dropout
+                    )
+                v = torch.where(drop[:, None], self.missing[m].to(v.dtype), v)
+            if self.shared_space is not None:
+                v = self.shared_space[m](v)
+            embeddings.append(v)
+        return embeddings
 
     def represent(self, **blocks):
         """The shared fused representation ``h`` (not defined for late fusion)."""
@@ -137,9 +214,18 @@ class FusionNetwork(nn.Module):
     def forward(self, **blocks):
         embeddings = self.embed(**blocks)
         if self.fusion_name == "late":
-            return self.fusion(embeddings)
-        h = self.dropout(self.fusion(embeddings))
-        return {task: head(h) for task, head in self.heads.items()}
+            outputs = self.fusion(embeddings)
+        else:
+            h = self.dropout(self.fusion(embeddings))
+            outputs = {task: head(h) for task, head in self.heads.items()}
+        if self.training and self.alignment_weight > 0 and len(embeddings) > 1:
+            pairs = [
+                info_nce(embeddings[i], embeddings[j], self.temperature)
+                for i in range(len(embeddings))
+                for j in range(i + 1, len(embeddings))
+            ]
+            outputs["_alignment"] = self.alignment_weight * torch.stack(pairs).mean()
+        return outputs
 
 
 class MultiTaskLoss(nn.Module):
@@ -199,7 +285,7 @@ class MultiTaskLoss(nn.Module):
 
     def forward(self, y_pred, y_true):
         sample_weight = y_true.get("sample_weight")
-        total = 0.0
+        total = y_pred.get("_alignment", 0.0)
         for i, (task, loss) in enumerate(self.per_task(y_pred, y_true).items()):
             if sample_weight is None:
                 loss = loss.mean()

@@ -32,8 +32,8 @@ class SequenceTower(nn.Module):
     """Token ids -> embedding: ``Embedding -> GRU``, last hidden state.
 
     Padding positions are skipped with packed sequences, so the embedding of a
-    text does not depend on how much padding follows it. An all-padding row (an
-    empty text) gives the GRU's initial state, zeros.
+    text does not depend on how much padding surrounds it (before or after).
+    An all-padding row (an empty text) gives the GRU's initial state, zeros.
 
     Parameters
     ----------
@@ -58,7 +58,14 @@ class SequenceTower(nn.Module):
 
     def forward(self, X):
         X = X.long()
-        lengths = (X != self.padding_idx).sum(dim=1)
+        padding = X == self.padding_idx
+        if bool(padding[:, :-1].gt(padding[:, 1:]).any()):
+            # Some padding precedes tokens (pre-padding): move it to the end,
+            # keeping the tokens in order, so packing reads every token.
+            order = torch.sort(padding.to(torch.int8), dim=1, stable=True).indices
+            X = torch.gather(X, 1, order)
+            padding = X == self.padding_idx
+        lengths = (~padding).sum(dim=1)
         out = X.new_zeros((X.shape[0], self.out_features), dtype=torch.float32)
         nonempty = lengths > 0
         if not bool(nonempty.any()):

@@ -1,24 +1,29 @@
 """The one place where skmm touches scikit-learn internals or moving APIs.
 
 Keeping them here means a scikit-learn upgrade is mended in one module.
+MultimodalFusion also overrides ColumnTransformer's ``_hstack`` (a documented
+hook for subclasses) and ``_iter``.
 """
 
-from sklearn.utils._set_output import _safe_set_output  # noqa: F401
-from sklearn.utils.validation import validate_data  # noqa: F401
-
-__all__ = ["validate_data", "_safe_set_output"]
-
-from sklearn.utils._param_validation import (  # noqa: E402,F401
-    Interval,
-    StrOptions,
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._set_output import _safe_set_output
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    _check_sample_weight,
+    validate_data,
 )
 
-__all__ += ["Interval", "StrOptions"]
-
-from sklearn.base import _fit_context  # noqa: E402,F401
-from sklearn.utils.validation import _check_feature_names_in  # noqa: E402,F401
-
-__all__ += ["_fit_context", "_check_feature_names_in"]
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "_check_feature_names_in",
+    "_check_sample_weight",
+    "_fit_context",
+    "_safe_set_output",
+    "validate_data",
+    "validate_params",
+]
 
 
 def validate_params(estimator):
