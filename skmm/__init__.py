@@ -7,6 +7,8 @@ from skmm._fusion import MultimodalFusion
 from skmm.encoders import (
     AudioEncoder,
     CNNImageEncoder,
+    PretrainedImageEncoder,
+    SentenceTextEncoder,
     SequenceTextEncoder,
     TfidfTextEncoder,
 )
@@ -21,6 +23,8 @@ __all__ = [
     "FusionRegressor",
     "ModalityBlocks",
     "MultimodalFusion",
+    "PretrainedImageEncoder",
+    "SentenceTextEncoder",
     "SequenceTextEncoder",
     "TfidfTextEncoder",
 ]

@@ -26,12 +26,12 @@ from sklearn.utils.validation import (
     check_is_fitted,
     column_or_1d,
 )
-from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
 from skmm._blocks import ModalityBlocks
 from skmm.nn._data import BatchIterator, BlockDataset
+from skmm.nn._net import FusionNeuralNet
 from skmm.nn._network import FUSION_STRATEGIES, FusionNetwork, MultiTaskLoss
 from skmm.utils._sklearn_compat import (
     Interval,
@@ -132,8 +132,9 @@ torch optimizer class, default="adam"
 def _shared_attributes_doc(extra=""):
     return (
         """
-    net_ : skorch.NeuralNet
-        The fitted skorch net; its module is ``net_.module_`` and its training
+    net_ : FusionNeuralNet
+        The fitted skorch net (a ``skorch.NeuralNet`` with a leaner batch
+        loop); its module is ``net_.module_`` and its training
         history ``net_.history``.
     block_specs_ : dict of str to BlockSpec
         The modality blocks the network was built for.
@@ -255,7 +256,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 class_weights=class_weights,
                 uncertainty=uncertainty,
             )
-            net = NeuralNet(
+            net = FusionNeuralNet(
                 module=module,
                 criterion=criterion,
                 optimizer=OPTIMIZERS.get(self.optimizer, self.optimizer),

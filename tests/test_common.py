@@ -4,8 +4,11 @@ Each estimator is checked with the test-friendly parameters of ``ESTIMATORS``:
 a new estimator is covered by adding one line there.
 """
 
+from functools import partial
+
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
 
 from skmm import (
     AudioEncoder,
@@ -15,6 +18,8 @@ from skmm import (
     FusionMultiTask,
     FusionRegressor,
     MultimodalFusion,
+    PretrainedImageEncoder,
+    SentenceTextEncoder,
     SequenceTextEncoder,
     TfidfTextEncoder,
 )
@@ -22,6 +27,9 @@ from skmm import (
 FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
 
 ESTIMATORS = [
+    SentenceTextEncoder(),
+    PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8),
+    PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8, output="pixels"),
     CrossModalAligner(n_components=2, max_epochs=2, random_state=0),
     CrossModalAligner(
         n_components=2, hidden_dim=4, max_epochs=2, batch_size=4, random_state=0

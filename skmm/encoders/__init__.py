@@ -2,11 +2,14 @@
 
 from skmm.encoders._audio import AudioEncoder
 from skmm.encoders._image import CNNImageEncoder
+from skmm.encoders._pretrained import PretrainedImageEncoder, SentenceTextEncoder
 from skmm.encoders._text import SequenceTextEncoder, TfidfTextEncoder
 
 __all__ = [
     "AudioEncoder",
     "CNNImageEncoder",
+    "PretrainedImageEncoder",
+    "SentenceTextEncoder",
     "SequenceTextEncoder",
     "TfidfTextEncoder",
 ]

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from skmm._blocks import BlockSpec
 from skmm.nn._towers import ConvTower
+from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
 from skmm.utils._images import (
     IMAGE_MODES,
     block_holds_numbers,
@@ -189,6 +190,12 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initial weights, and the shuffling and
         augmentation of training, without touching the global seeds.
+    cache : bool, default=True
+        Reuse the fitted state and the outputs of a frozen encoder
+        (``max_epochs=0`` or no ``y``) computed earlier in this process for
+        the same parameters and data, e.g. by other candidates of a grid
+        search. Needs a ``random_state`` other than None, which otherwise
+        draws a new network at every fit. See Notes.
 
     Attributes
     ----------
@@ -226,6 +233,19 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
     ``fit`` keeps the decoded images in memory as ``uint8`` (``C * H * W``
     bytes each); ``transform`` streams them in chunks.
 
+    With ``cache=True``, a frozen encoder stores its fitted state and its
+    outputs in a cache shared by the whole process (512 MiB at most, least
+    recently used out first), under a hash of its class, its parameters
+    (``random_state`` through the seed it yields, ``device`` through the
+    device it resolves to; ``n_jobs``, ``verbose`` and ``cache`` do not
+    count) and the data: the cells and, for file paths, each file's size and
+    modification time, so that a file edited in place is read again. A clone
+    fitted on the same data, as in every candidate of a grid search that
+    varies only the estimators after the encoder, then decodes nothing and
+    returns the same floats. The outputs are copies, safe to modify.
+    ``skmm.utils._cache.clear_frozen_cache()`` empties the cache. The worker
+    processes of a parallel search each have their own.
+
     Examples
     --------
     >>> import numpy as np
@@ -255,6 +275,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "device": [str, torch.device],
         "random_state": ["random_state"],
+        "cache": ["boolean"],
     }
 
     def __init__(
@@ -273,6 +294,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         verbose=0,
         device="cpu",
         random_state=None,
+        cache=True,
     ):
         self.image_size = image_size
         self.channels = channels
@@ -287,6 +309,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.random_state = random_state
+        self.cache = cache
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -309,7 +332,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         self : object
             The fitted encoder.
         """
-        self._fit(X, y)
+        self._fit(X, y, transform=False)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -330,9 +353,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         Xt : ndarray of shape (n_samples, n_features_out), dtype float32
             See :meth:`transform`.
         """
-        images, missing = self._fit(X, y)
-        device = _resolve_device(self.device)
-        return self._encode(images, missing, self._network_on(device), device)
+        return self._fit(X, y, transform=True)
 
     def transform(self, X):
         """Encode images with the fitted network.
@@ -359,11 +380,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                 f"{columns}); transform needs the same kind of block."
             )
         device = _resolve_device(self.device, fitting=False)
-        cnn = self._network_on(device)
-        Xt = np.empty((X.shape[0], self._n_features_out()), dtype=np.float32)
-        for rows, images, missing in self._iter_images(X, columns):
-            Xt[rows] = self._encode(images, missing, cnn, device)
-        return Xt
+        return self._transform_block(X, columns, device)
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names for transformation.
@@ -440,8 +457,8 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
             tags.non_deterministic = False
         return tags
 
-    def _fit(self, X, y):
-        """Fit, returning the decoded images for ``fit_transform``."""
+    def _fit(self, X, y, *, transform):
+        """Fit; with ``transform``, return the encoded ``X`` as well."""
         size = self._check_params()
         device = _resolve_device(self.device)
         X, columns = check_column_block(self, X, reset=True)
@@ -459,6 +476,32 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         self._check_output()
         n_images = self._n_images_per_row()
 
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed = (
+            int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2)
+        )
+        train = target is not None and self.max_epochs > 0
+        self.loss_curve_ = []
+        self.trained_on_y_ = train
+        self._fit_key = data_key = None
+        if self.cache and not train and self.random_state is not None:
+            data_key = _data_key(X)
+            # The initial seed rather than random_state: a RandomState
+            # instance changes state at every fit, the seed it yields is what
+            # shapes the network.
+            self._fit_key = content_key(
+                "fit", self._params_key(), init_seed, str(device), data_key
+            )
+            state = FROZEN_OUTPUTS.get(self._fit_key)
+            if state is not None:
+                mean, std, cnn = state
+                self.channel_mean_, self.channel_std_ = mean.copy(), std.copy()
+                self.cnn_ = copy.deepcopy(cnn)
+                self._report_reuse()
+                if transform:
+                    return self._transform_block(X, columns, device, data_key)
+                return None
+
         images, missing = None, None
         for rows, chunk, chunk_missing in self._iter_images(X, columns):
             if images is None:
@@ -473,23 +516,73 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                 missing[rows] = chunk_missing
         self.channel_mean_, self.channel_std_ = _channel_stats(images, missing)
 
-        rng = check_random_state(self.random_state)
-        init_seed, train_seed = (
-            int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2)
-        )
-        train = target is not None and self.max_epochs > 0
         # Modules draw their initial weights from torch's global generator:
         # seed it inside a fork so that the caller's random state is restored.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(init_seed)
             cnn = ConvTower(self.image_shape_[0], tuple(self.channels))
             head = nn.Linear(n_images * cnn.out_features, target[1]) if train else None
-        self.loss_curve_ = []
         if train:
             self._train(cnn, head, images, missing, target, device, train_seed)
         self.cnn_ = cnn.cpu().eval()
-        self.trained_on_y_ = train
-        return images, missing
+        if self._fit_key is not None:
+            state = (
+                self.channel_mean_.copy(),
+                self.channel_std_.copy(),
+                copy.deepcopy(self.cnn_),
+            )
+            nbytes = self.channel_mean_.nbytes + self.channel_std_.nbytes
+            nbytes += sum(
+                t.numel() * t.element_size() for t in self.cnn_.state_dict().values()
+            )
+            FROZEN_OUTPUTS.put(self._fit_key, state, nbytes)
+        if not transform:
+            return None
+        Xt = self._encode(images, missing, self._network_on(device), device)
+        if self._fit_key is not None:
+            FROZEN_OUTPUTS.put(self._output_key(device, data_key), Xt.copy(), Xt.nbytes)
+        return Xt
+
+    def _params_key(self):
+        """The parameters that shape the fitted state or the output."""
+        params = self.get_params(deep=False)
+        # random_state enters the fit key as the seed it yields.
+        for name in ("n_jobs", "verbose", "device", "cache", "random_state"):
+            del params[name]
+        return f"{type(self).__module__}.{type(self).__qualname__}", params
+
+    def _output_key(self, device, data_key):
+        """Key of the output of the fitted frozen encoder on the data hashed."""
+        return content_key(
+            "transform", self._fit_key, self._params_key(), str(device), data_key
+        )
+
+    def _transform_block(self, X, columns, device, data_key=None):
+        """Encode a checked block, through the cache when the encoder is frozen."""
+        key = None
+        if self.cache and getattr(self, "_fit_key", None) is not None:
+            if data_key is None:
+                data_key = _data_key(X)
+            key = self._output_key(device, data_key)
+            Xt = FROZEN_OUTPUTS.get(key)
+            if Xt is not None:
+                self._report_reuse()
+                return Xt.copy()
+        cnn = self._network_on(device)
+        Xt = np.empty((X.shape[0], self._n_features_out()), dtype=np.float32)
+        for rows, images, missing in self._iter_images(X, columns):
+            Xt[rows] = self._encode(images, missing, cnn, device)
+        if key is not None:
+            FROZEN_OUTPUTS.put(key, Xt.copy(), Xt.nbytes)
+        return Xt
+
+    def _report_reuse(self):
+        if self.verbose:
+            print(
+                "[CNNImageEncoder] reused the cached result of a frozen encoder "
+                "with the same parameters and data",
+                flush=True,
+            )
 
     def _check_params(self):
         """Check what the constraints cannot; return the ``(H, W)`` size."""
@@ -646,7 +739,12 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                     images[batch].to(device),
                     None if missing is None else missing[batch].to(device),
                 )
-                features = cnn(X.flatten(0, 1)).reshape(X.shape[0], X.shape[1], -1)
+                # Channels-last runs the pooling layers several times faster
+                # on CPUs, with the same features.
+                batch_images = X.flatten(0, 1).contiguous(
+                    memory_format=torch.channels_last
+                )
+                features = cnn(batch_images).reshape(X.shape[0], X.shape[1], -1)
                 if missing is not None:
                     # A missing image encodes as zeros, as a missing value does
                     # for every skmm encoder, so fusion models can spot it.
@@ -693,6 +791,16 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                     f"loss {self.loss_curve_[-1]:.4f}",
                     flush=True,
                 )
+
+
+def _data_key(X):
+    """Hash of a checked block: its cells and the stamps of the files they name.
+
+    The column names are left out: they shape no number, and ``fit`` records
+    them before it looks in the cache.
+    """
+    stamps = file_stamps(X) if X.dtype == object else None
+    return content_key(X, stamps)
 
 
 def _channel_stats(images, missing):

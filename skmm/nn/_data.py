@@ -4,8 +4,9 @@ A torch ``DataLoader`` over a per-row ``Dataset`` indexes every sample in
 Python and collates them again; for tabular-sized rows that overhead, not the
 model, dominates training time. :class:`BlockDataset` converts each modality
 block to a tensor once, and :class:`BatchIterator` gathers a whole batch with
-one ``index_select`` per block. Sparse blocks stay sparse in memory and only
-the rows of the batch are densified.
+one ``index_select`` per block; without shuffling, a batch is a slice of
+consecutive rows, copied in one piece. Sparse blocks stay sparse in memory and
+only the rows of the batch are densified.
 """
 
 import numpy as np
@@ -25,10 +26,15 @@ def _block_tensor(X, spec):
     return X
 
 
-def _take(X, idx):
+def _take(X, rows):
+    """The ``rows`` (a LongTensor or a slice) of a block, as a dense tensor."""
     if isinstance(X, torch.Tensor):
-        return X.index_select(0, idx)
-    return torch.from_numpy(X[idx.numpy()].toarray())
+        # A copy either way: the blocks may share memory with the caller's
+        # arrays, and a module may modify its input in place.
+        return X[rows].clone() if isinstance(rows, slice) else X.index_select(0, rows)
+    if not isinstance(rows, slice):
+        rows = rows.numpy()
+    return torch.from_numpy(X[rows].toarray())
 
 
 class BlockDataset(Dataset):
@@ -62,10 +68,10 @@ class BlockDataset(Dataset):
     def __len__(self):
         return self.n_samples
 
-    def batch(self, idx):
-        """The rows ``idx`` (a LongTensor) as ``(X_batch, y_batch)`` dicts."""
-        Xb = {name: _take(X, idx) for name, X in self.X.items()}
-        yb = {task: y.index_select(0, idx) for task, y in self.y.items()}
+    def batch(self, rows):
+        """The ``rows`` (a LongTensor or a slice) as ``(X_batch, y_batch)`` dicts."""
+        Xb = {name: _take(X, rows) for name, X in self.X.items()}
+        yb = {task: _take(y, rows) for task, y in self.y.items()}
         return Xb, yb
 
     def __getitem__(self, i):
@@ -120,13 +126,11 @@ class BatchIterator:
 
     def __iter__(self):
         n = len(self.dataset)
-        order = (
-            torch.randperm(n, generator=self.generator)
-            if self.shuffle
-            else torch.arange(n)
-        )
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for start in range(0, n, self.batch_size):
-            Xb, yb = self.dataset.batch(order[start : start + self.batch_size])
+            stop = min(start + self.batch_size, n)
+            rows = slice(start, stop) if order is None else order[start:stop]
+            Xb, yb = self.dataset.batch(rows)
             if self.pin_memory:
                 Xb = {k: v.pin_memory() for k, v in Xb.items()}
                 yb = {k: v.pin_memory() for k, v in yb.items()}

@@ -8,11 +8,13 @@ step costs well under a millisecond, and that work becomes a large share of
 the training time. :class:`FusionNeuralNet` keeps the loop, the callbacks,
 the history and the device handling of ``NeuralNet`` and does less per batch:
 
-- the training mode is set only when a module is not already in it;
+- the training mode is set once per epoch, and again for a batch only when
+  a module has left it;
 - a batch event reaches only the callbacks that handle it (those overriding
   the no-op of :class:`~skorch.callbacks.Callback`), listed once per epoch;
 - a batch that is a dict of tensors is moved to the device key by key,
-  without the generic conversion, and its length is read from one tensor.
+  without the generic conversion, and its length is read from one tensor;
+- the loss and the size of a batch go into the history in one update.
 
 Anything else (arrays, lists, fit parameters) takes ``NeuralNet``'s path, so
 the losses, the history and the callbacks' view of training are the same.

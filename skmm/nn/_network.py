@@ -285,7 +285,7 @@ class MultiTaskLoss(nn.Module):
 
     def forward(self, y_pred, y_true):
         sample_weight = y_true.get("sample_weight")
-        total = y_pred.get("_alignment", 0.0)
+        total = y_pred.get("_alignment")
         for i, (task, loss) in enumerate(self.per_task(y_pred, y_true).items()):
             if sample_weight is None:
                 loss = loss.mean()
@@ -296,5 +296,7 @@ class MultiTaskLoss(nn.Module):
             if self.uncertainty:
                 scale = 1.0 if self.tasks[task] == "classification" else 0.5
                 loss = scale * torch.exp(-self.log_vars[i]) * loss + self.log_vars[i]
-            total = total + self.task_weights[task] * loss
+            if self.task_weights[task] != 1.0:
+                loss = self.task_weights[task] * loss
+            total = loss if total is None else total + loss
         return total

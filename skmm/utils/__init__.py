@@ -1,1 +1,5 @@
 """Utilities shared across skmm."""
+
+from skmm.utils._cache import clear_frozen_cache
+
+__all__ = ["clear_frozen_cache"]

@@ -1,0 +1,363 @@
+"""Inspection of fitted multimodal models: which modalities do they rely on?"""
+
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import check_scoring
+from sklearn.pipeline import Pipeline
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from skmm._blocks import ModalityBlocks
+from skmm._fusion import MultimodalFusion
+
+__all__ = ["ModalityImportanceDisplay", "modality_importance"]
+
+
+def _blocks_and_model(estimator, X):
+    """Split ``estimator`` into the modality blocks of ``X`` and the model after.
+
+    For a pipeline starting with a MultimodalFusion, ``X`` is its input and
+    the model is the rest of the pipeline; otherwise ``X`` must already be
+    modality blocks and the model is ``estimator``.
+    """
+    if isinstance(estimator, Pipeline):
+        fusion = estimator[0]
+        if not isinstance(fusion, MultimodalFusion):
+            raise TypeError(
+                "modality_importance needs a pipeline whose first step is a "
+                f"MultimodalFusion, got a first step {type(fusion).__name__}."
+            )
+        if len(estimator) < 2:
+            raise ValueError(
+                "modality_importance needs a model after the MultimodalFusion in "
+                "the pipeline, got a pipeline of one step."
+            )
+        check_is_fitted(fusion)
+        blocks, model = fusion.transform(X), estimator[1:]
+        if not isinstance(blocks, ModalityBlocks):
+            raise ValueError(
+                "modality_importance needs the modality blocks of the "
+                "MultimodalFusion; fit the pipeline with its default "
+                "output='blocks', not output='flat'."
+            )
+        return blocks, model
+    if not isinstance(X, ModalityBlocks):
+        raise TypeError(
+            "modality_importance needs either a pipeline whose first step is a "
+            "MultimodalFusion, with its input X, or an estimator fitted on "
+            "modality blocks, with X the ModalityBlocks returned by a "
+            f"MultimodalFusion; got {type(estimator).__name__} and X of type "
+            f"{type(X).__name__}."
+        )
+    return X, estimator
+
+
+def _gate_statistics(model, blocks):
+    """Mean and standard deviation of each modality's GMU gate over the rows."""
+    final = model[-1] if isinstance(model, Pipeline) else model
+    if getattr(final, "fusion", None) != "gated" or not hasattr(final, "gate_values"):
+        return None
+    if isinstance(model, Pipeline) and len(model) > 1:
+        blocks = model[:-1].transform(blocks)
+    gates = final.gate_values(blocks)
+    return gates.mean(axis=0), gates.std(axis=0, ddof=0)
+
+
+def modality_importance(
+    estimator, X, y, *, scoring=None, n_repeats=5, random_state=None
+):
+    """Permutation importance of each modality of a fitted multimodal model.
+
+    For each modality, the rows of its block are shuffled, all its columns
+    together, while the other modalities are left as they are; the
+    importance is the score of the model on the original data minus its
+    score on the shuffled data, over ``n_repeats`` shuffles. A modality the
+    model ignores scores about 0; the more the model relies on a modality,
+    the larger its importance. Shuffling a whole modality, rather than one
+    column at a time, measures what the modality brings as a whole, even when
+    its columns are redundant with each other.
+
+    The input goes through the MultimodalFusion once: the shuffles are made
+    on its modality blocks, and only the model after it is scored again.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A fitted :class:`~sklearn.pipeline.Pipeline` whose first step is a
+        :class:`~skmm.MultimodalFusion` (with ``output="blocks"``), followed by
+        any model: a fusion estimator or a classic one. Or an estimator fitted
+        on the :class:`~skmm.ModalityBlocks` of a MultimodalFusion, ``X`` then
+        being such blocks.
+    X : DataFrame, array-like or ModalityBlocks
+        Data on which the importances are computed, usually held out: the
+        pipeline's input, or modality blocks.
+    y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        Targets of ``X``.
+    scoring : str, callable or None, default=None
+        Scorer, as in :func:`~sklearn.model_selection.cross_val_score`;
+        ``None`` uses the model's ``score`` method. Greater must be better.
+    n_repeats : int, default=5
+        Number of shuffles of each modality.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffles. Every modality is shuffled with the same
+        permutations, so that their importances differ by what the
+        modalities bring, not by the draws.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch`
+        importances_mean : Series of shape (n_modalities,)
+            Mean importance of each modality, indexed by modality name.
+        importances_std : Series of shape (n_modalities,)
+            Standard deviation of the importance over the repeats.
+        importances : DataFrame of shape (n_modalities, n_repeats)
+            The importance of each modality for each shuffle.
+        baseline_score : float
+            Score of the model on the unshuffled data.
+        gate_mean : Series of shape (n_modalities,)
+            Only when the final estimator uses ``fusion="gated"``: the mean
+            over the rows of ``X`` of each modality's gate (see
+            ``gate_values``), how much the modality contributes to the fused
+            representation.
+        gate_std : Series of shape (n_modalities,)
+            Only with ``fusion="gated"``: the standard deviation of the gates
+            over the rows.
+
+    See Also
+    --------
+    ModalityImportanceDisplay : Plot the importances.
+    sklearn.inspection.permutation_importance : The same, column by column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmm import MultimodalFusion
+    >>> from skmm.inspection import modality_importance
+    >>> rng = np.random.RandomState(0)
+    >>> X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    >>> y = (X["a"] + X["b"] > 0).astype(int)
+    >>> fusion = MultimodalFusion([("signal", StandardScaler(), ["a", "b"]),
+    ...                            ("noise", StandardScaler(), ["c", "d"])])
+    >>> model = make_pipeline(fusion, LogisticRegression()).fit(X, y)
+    >>> result = modality_importance(model, X, y, n_repeats=3, random_state=0)
+    >>> (result.importances_mean > 0.2).to_dict()
+    {'signal': True, 'noise': False}
+    >>> result.importances.shape
+    (2, 3)
+    """
+    if (
+        not isinstance(n_repeats, Integral)
+        or isinstance(n_repeats, bool)
+        or n_repeats < 1
+    ):
+        raise ValueError(f"n_repeats must be a positive int, got {n_repeats!r}.")
+    if not (scoring is None or isinstance(scoring, str) or callable(scoring)):
+        raise TypeError(
+            "scoring must be None, a scorer name or a callable scorer(estimator, "
+            f"X, y), got {type(scoring).__name__}."
+        )
+    blocks, model = _blocks_and_model(estimator, X)
+    if len(y) != len(blocks):
+        raise ValueError(f"X has {len(blocks)} rows but y has {len(y)}.")
+    scorer = check_scoring(model, scoring=scoring)
+    baseline = float(scorer(model, blocks, y))
+
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    names = blocks.names
+    importances = np.empty((len(names), n_repeats))
+    for m, name in enumerate(names):
+        rng = np.random.RandomState(seed)
+        for r in range(n_repeats):
+            order = rng.permutation(len(blocks))
+            shuffled = ModalityBlocks(
+                {
+                    key: block[order] if key == name else block
+                    for key, block in blocks.items()
+                },
+                blocks.specs,
+            )
+            importances[m, r] = baseline - float(scorer(model, shuffled, y))
+
+    index = pd.Index(names, name="modality")
+    importances = pd.DataFrame(
+        importances, index=index, columns=pd.RangeIndex(n_repeats, name="repeat")
+    )
+    result = Bunch(
+        importances_mean=importances.mean(axis=1).rename("importance_mean"),
+        importances_std=importances.std(axis=1, ddof=0).rename("importance_std"),
+        importances=importances,
+        baseline_score=baseline,
+    )
+    gates = _gate_statistics(model, blocks)
+    if gates is not None:
+        mean, std = gates
+        result.gate_mean = mean.rename_axis("modality").rename("gate_mean")
+        result.gate_std = std.rename_axis("modality").rename("gate_std")
+    return result
+
+
+class ModalityImportanceDisplay:
+    """Modality importance visualization: one horizontal bar per modality.
+
+    Each bar is the mean importance of a modality over the repeats (see
+    :func:`modality_importance`), its error bar the standard deviation, the
+    most important modality on top. Create it with :meth:`from_estimator` or
+    :meth:`from_result`; all parameters are stored as attributes.
+
+    Parameters
+    ----------
+    importances : DataFrame of shape (n_modalities, n_repeats)
+        The importance of each modality (index) for each repeat (columns).
+    baseline_score : float, default=None
+        Score of the model on the unshuffled data, shown in the axis label.
+
+    Attributes
+    ----------
+    bars_ : matplotlib.container.BarContainer
+        The bars, one per modality, from the least to the most important.
+    ax_ : matplotlib.axes.Axes
+        Axes with the bars.
+    figure_ : matplotlib.figure.Figure
+        Figure containing the bars.
+
+    See Also
+    --------
+    modality_importance : Compute the importances.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmm import MultimodalFusion
+    >>> from skmm.inspection import ModalityImportanceDisplay
+    >>> rng = np.random.RandomState(0)
+    >>> X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    >>> y = (X["a"] + X["b"] > 0).astype(int)
+    >>> fusion = MultimodalFusion([("signal", StandardScaler(), ["a", "b"]),
+    ...                            ("noise", StandardScaler(), ["c", "d"])])
+    >>> model = make_pipeline(fusion, LogisticRegression()).fit(X, y)
+    >>> display = ModalityImportanceDisplay.from_estimator(
+    ...     model, X, y, n_repeats=3, random_state=0)
+    >>> [label.get_text() for label in display.ax_.get_yticklabels()]
+    ['noise', 'signal']
+    """
+
+    def __init__(self, importances, *, baseline_score=None):
+        self.importances = importances
+        self.baseline_score = baseline_score
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        scoring=None,
+        n_repeats=5,
+        random_state=None,
+        ax=None,
+    ):
+        """Compute the modality importances of a fitted model and plot them.
+
+        Parameters
+        ----------
+        estimator : estimator object
+            A fitted pipeline starting with a MultimodalFusion, or an
+            estimator fitted on modality blocks; see
+            :func:`modality_importance`.
+        X : DataFrame, array-like or ModalityBlocks
+            Data on which the importances are computed.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets of ``X``.
+        scoring : str, callable or None, default=None
+            Scorer; ``None`` uses the model's ``score`` method.
+        n_repeats : int, default=5
+            Number of shuffles of each modality.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the shuffles.
+        ax : matplotlib Axes, default=None
+            Axes to plot on; ``None`` creates a figure.
+
+        Returns
+        -------
+        display : ModalityImportanceDisplay
+        """
+        result = modality_importance(
+            estimator,
+            X,
+            y,
+            scoring=scoring,
+            n_repeats=n_repeats,
+            random_state=random_state,
+        )
+        return cls.from_result(result, ax=ax)
+
+    @classmethod
+    def from_result(cls, result, *, ax=None):
+        """Plot the output of :func:`modality_importance`.
+
+        Parameters
+        ----------
+        result : Bunch
+            What :func:`modality_importance` returned.
+        ax : matplotlib Axes, default=None
+            Axes to plot on; ``None`` creates a figure.
+
+        Returns
+        -------
+        display : ModalityImportanceDisplay
+        """
+        display = cls(result.importances, baseline_score=result.baseline_score)
+        return display.plot(ax=ax)
+
+    def plot(self, ax=None):
+        """Plot the importances as horizontal bars with error bars.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to plot on; ``None`` creates a figure.
+
+        Returns
+        -------
+        display : ModalityImportanceDisplay
+            ``self``, with ``bars_``, ``ax_`` and ``figure_`` set.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                "ModalityImportanceDisplay.plot needs matplotlib; install it with "
+                "pip install matplotlib."
+            ) from exc
+        importances = pd.DataFrame(self.importances)
+        mean = importances.mean(axis=1).sort_values()
+        std = importances.std(axis=1, ddof=0)[mean.index]
+        if ax is None:
+            _, ax = plt.subplots()
+        self.bars_ = ax.barh(
+            np.arange(len(mean)),
+            mean.to_numpy(),
+            xerr=std.to_numpy(),
+            tick_label=[str(name) for name in mean.index],
+            capsize=3,
+        )
+        ax.axvline(0, color="black", linewidth=0.8)
+        label = "Decrease in score when the modality is shuffled"
+        if self.baseline_score is not None:
+            label += f" (baseline score {self.baseline_score:.3f})"
+        ax.set_xlabel(label)
+        ax.set_ylabel("Modality")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
