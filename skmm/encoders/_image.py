@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.multiclass import type_of_target
@@ -21,8 +21,7 @@ from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
 from skmm.utils._images import (
     IMAGE_MODES,
     block_holds_numbers,
-    decode_cells,
-    flat_rows_to_images,
+    iter_image_chunks,
     resolve_input_shape,
 )
 from skmm.utils._sklearn_compat import (
@@ -666,38 +665,19 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         return self.batch_size * min(max_batches, max(1, wanted))
 
     def _iter_images(self, X, columns):
-        """Yield ``(rows, images, missing)`` for consecutive chunks of ``X``.
-
-        ``images`` has shape ``(n_rows, n_images_per_row, C, H, W)``: uint8
-        decoded from image cells, with a boolean ``missing`` mask, or float32
-        read from a numeric block, with NaN pixels and ``missing=None``.
-        """
-        mode = "L" if self.image_shape_[0] == 1 else "RGB"
-        size = self.image_shape_[1:]
-        n_rows = X.shape[0]
+        """Yield ``(rows, images, missing)`` chunks; see ``iter_image_chunks``."""
         numeric = self.input_shape_ is not None
         n_workers = 1 if numeric else effective_n_jobs(self.n_jobs)
-        step = self._chunk_rows(n_rows, n_workers)
-        slices = [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
-        if numeric:
-            results = (
-                (
-                    flat_rows_to_images(
-                        X[s], columns, s.start, self.input_shape_, mode, size
-                    ),
-                    None,
-                )
-                for s in slices
-            )
-        elif n_workers == 1:
-            results = (decode_cells(X[s], columns, s.start, mode, size) for s in slices)
-        else:
-            results = Parallel(n_jobs=n_workers, return_as="generator")(
-                delayed(decode_cells)(X[s], columns, s.start, mode, size)
-                for s in slices
-            )
-        chunks = ((s, images, missing) for s, (images, missing) in zip(slices, results))
-        yield from _with_progress(chunks, n_rows, self.verbose)
+        chunks = iter_image_chunks(
+            X,
+            columns,
+            self._chunk_rows(X.shape[0], n_workers),
+            input_shape=self.input_shape_,
+            mode="L" if self.image_shape_[0] == 1 else "RGB",
+            size=self.image_shape_[1:],
+            n_jobs=n_workers,
+        )
+        yield from _with_progress(chunks, X.shape[0], self.verbose)
 
     def _normalise(self, images, missing):
         """Standardise a tensor of images; missing images and pixels become 0."""

@@ -14,7 +14,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -26,8 +25,7 @@ from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
 from skmm.utils._images import (
     IMAGE_MODES,
     block_holds_numbers,
-    decode_cells,
-    flat_rows_to_images,
+    iter_image_chunks,
     resolve_input_shape,
 )
 from skmm.utils._sklearn_compat import (
@@ -878,37 +876,16 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         return n_images * self.tower_dim_
 
     def _iter_images(self, X, columns):
-        """Yield ``(rows, images, missing)`` for consecutive chunks of ``X``.
-
-        ``images`` has shape ``(n_rows, n_images_per_row, C, H, W)``: uint8
-        decoded from image cells, with a boolean ``missing`` mask, or float32
-        read from a numeric block, with NaN pixels and ``missing=None``.
-        """
-        mode = self.mode
-        size = self.image_shape_[1:]
-        n_rows = X.shape[0]
-        step = self.batch_size * max(1, _CHUNK_ROWS // self.batch_size)
-        slices = [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
-        n_workers = effective_n_jobs(self.n_jobs)
-        if self.input_shape_ is not None:
-            results = (
-                (
-                    flat_rows_to_images(
-                        X[s], columns, s.start, self.input_shape_, mode, size
-                    ),
-                    None,
-                )
-                for s in slices
-            )
-        elif n_workers == 1:
-            results = (decode_cells(X[s], columns, s.start, mode, size) for s in slices)
-        else:
-            results = Parallel(n_jobs=n_workers, return_as="generator")(
-                delayed(decode_cells)(X[s], columns, s.start, mode, size)
-                for s in slices
-            )
-        for s, (images, missing) in zip(slices, results):
-            yield s, images, missing
+        """Yield ``(rows, images, missing)`` chunks; see ``iter_image_chunks``."""
+        return iter_image_chunks(
+            X,
+            columns,
+            self.batch_size * max(1, _CHUNK_ROWS // self.batch_size),
+            input_shape=self.input_shape_,
+            mode=self.mode,
+            size=self.image_shape_[1:],
+            n_jobs=self.n_jobs,
+        )
 
     def _normalise(self, images, missing):
         """Scale to [0, 1], subtract ``mean``, divide by ``std``; missing: 0."""

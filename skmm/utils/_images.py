@@ -317,3 +317,33 @@ def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
     if out.shape[2] < IMAGE_MODES[mode]:
         out = np.repeat(out, IMAGE_MODES[mode], axis=2)
     return out
+
+
+def iter_image_chunks(X, columns, chunk_rows, *, input_shape, mode, size, n_jobs):
+    """Yield ``(rows, images, missing)`` for consecutive chunks of a block.
+
+    ``images`` has shape ``(n_rows, n_images_per_row, C, H, W)``: uint8
+    decoded from image cells, with a boolean ``missing`` mask, or float32 read
+    from a numeric block (``input_shape`` set), with NaN pixels and
+    ``missing=None``. With ``n_jobs`` > 1 the image cells are decoded in
+    worker processes while the caller consumes earlier chunks.
+    """
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    n_rows = X.shape[0]
+    slices = [
+        slice(i, min(i + chunk_rows, n_rows)) for i in range(0, n_rows, chunk_rows)
+    ]
+    if input_shape is not None:
+        results = (
+            (flat_rows_to_images(X[s], columns, s.start, input_shape, mode, size), None)
+            for s in slices
+        )
+    elif effective_n_jobs(n_jobs) == 1:
+        results = (decode_cells(X[s], columns, s.start, mode, size) for s in slices)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(decode_cells)(X[s], columns, s.start, mode, size) for s in slices
+        )
+    for s, (images, missing) in zip(slices, results):
+        yield s, images, missing

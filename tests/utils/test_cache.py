@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skmm.encoders import _image
 from skmm.encoders._image import CNNImageEncoder
+from skmm.utils import _images
 from skmm.utils._cache import (
     FROZEN_OUTPUTS,
     CacheInfo,
@@ -42,13 +42,13 @@ def _empty_cache():
 def count_decoded(monkeypatch):
     """Count the image cells decoded from now on."""
     decoded = []
-    decode_cells = _image.decode_cells
+    decode_cells = _images.decode_cells
 
     def counting(cells, *args):
         decoded.append(cells.size)
         return decode_cells(cells, *args)
 
-    monkeypatch.setattr(_image, "decode_cells", counting)
+    monkeypatch.setattr(_images, "decode_cells", counting)
     return lambda: sum(decoded)
 
 
@@ -111,7 +111,7 @@ def test_clone_on_the_same_data_reuses_fitted_state_and_output(monkeypatch, caps
     def no_decoding(*args):
         raise AssertionError("a cached encoder decoded images")
 
-    monkeypatch.setattr(_image, "decode_cells", no_decoding)
+    monkeypatch.setattr(_images, "decode_cells", no_decoding)
     # verbose is not part of the key; it reports the reuse.
     again = clone(encoder).set_params(verbose=1)
     Xt_again = again.fit_transform(X)
