@@ -501,7 +501,10 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     features) or fine-tuned with the rest of the model (``freeze=False``).
 
     Missing images (``None``, ``NaN``, ``pd.NA`` cells) become all-zero
-    normalised images, i.e. every pixel at ``mean``.
+    normalised images, i.e. every pixel at ``mean``; with
+    ``output="features"`` their features are all zero, the encoding of a
+    missing value that the fusion estimators replace with a learned
+    "missing" embedding.
 
     Parameters
     ----------
@@ -714,6 +717,10 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
                     features[start : start + self.batch_size] = _pool(
                         network(batch)
                     ).cpu()
+            features = features.reshape(len(images), images.shape[1], -1)
+            if missing is not None:
+                # A missing image encodes as zeros, as for every skmm encoder.
+                features[torch.from_numpy(missing)] = 0.0
             Xt[rows] = features.reshape(len(images), -1).numpy()
         return Xt
 

@@ -251,15 +251,16 @@ def test_a_module_instance_is_copied_not_modified(weights):
         torch.testing.assert_close(value, before[key])
 
 
-def test_missing_image_is_the_mean_image(weights):
-    path, net = weights
+def test_missing_image_gives_zero_features_and_zero_pixels(weights):
+    path, _ = weights
     X = _images(2)
     X[1, 0] = None
-    Xt = PretrainedImageEncoder(TinyNet, weights=path, image_size=SIZE).fit_transform(X)
-
-    with torch.no_grad():
-        expected = net.eval()(torch.zeros(1, 3, SIZE, SIZE)).mean(dim=(2, 3))
-    np.testing.assert_allclose(Xt[1], expected[0].numpy(), rtol=1e-5, atol=1e-6)
+    params = dict(weights=path, image_size=SIZE)
+    Xt = PretrainedImageEncoder(TinyNet, **params).fit_transform(X)
+    np.testing.assert_array_equal(Xt[1], 0.0)
+    assert np.abs(Xt[0]).sum() > 0
+    pixels = PretrainedImageEncoder(TinyNet, output="pixels", **params)
+    np.testing.assert_array_equal(pixels.fit_transform(X)[1], 0.0)
 
 
 def test_spatial_maps_are_pooled_and_vectors_kept():
