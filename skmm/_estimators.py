@@ -230,7 +230,6 @@ class _BaseFusionEstimator(BaseEstimator):
         task_weights=None,
         uncertainty=False,
     ):
-        validate_params(self)
         self.device_ = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         dataset = BlockDataset(blocks, targets, sample_weight)
