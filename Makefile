@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m skmm demo $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --doctest-modules skmm tests $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -277,8 +277,9 @@ def test_parallel_decoding_gives_identical_output(tmp_path):
         Image.fromarray(_rgb(i, shape=(24, 20))).save(paths[-1])
     X = pd.DataFrame({"a": paths, "b": paths[::-1]})
     X.loc[3, "b"] = None
-    serial = CNNImageEncoder(batch_size=8, **FAST).fit(X)
-    parallel = CNNImageEncoder(batch_size=8, n_jobs=2, **FAST).fit(X)
+    # No cache, so that the parallel encoder really decodes the files.
+    serial = CNNImageEncoder(batch_size=8, cache=False, **FAST).fit(X)
+    parallel = CNNImageEncoder(batch_size=8, n_jobs=2, cache=False, **FAST).fit(X)
 
     np.testing.assert_array_equal(parallel.channel_mean_, serial.channel_mean_)
     np.testing.assert_array_equal(parallel.transform(X), serial.transform(X))
