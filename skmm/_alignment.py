@@ -21,7 +21,8 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from skmm._blocks import ModalityBlocks
-from skmm._estimators import resolve_device
+from skmm.nn._network import info_nce
+from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import (
     Interval,
     _check_feature_names_in,
@@ -61,13 +62,6 @@ def _make_projection(n_features, n_components, hidden_dim):
         nn.ReLU(),
         nn.Linear(hidden_dim, n_components),
     )
-
-
-def _info_nce(z_a, z_b, temperature):
-    """Symmetric InfoNCE loss; the other rows of the batch are the negatives."""
-    logits = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T / temperature
-    labels = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 class CrossModalAligner(TransformerMixin, BaseEstimator):
@@ -237,7 +231,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
             The fitted aligner.
         """
         validate_params(self)
-        device = torch.device(resolve_device(self.device))
+        device = resolve_device(self.device)
         X_a, X_b = self._check_X(X, reset=True)
         self.mean_, self.scale_ = zip(_feature_stats(X_a), _feature_stats(X_b))
 
@@ -350,7 +344,9 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         try:
-            tags.non_deterministic = str(resolve_device(self.device)) != "cpu"
+            tags.non_deterministic = (
+                resolve_device(self.device, fitting=False).type != "cpu"
+            )
         except ValueError:
             tags.non_deterministic = False
         return tags
@@ -479,7 +475,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
                     continue
                 z_a = projection_a(self._batch(0, X_a[rows], device))
                 z_b = projection_b(self._batch(1, X_b[rows], device))
-                loss = _info_nce(z_a, z_b, self.temperature)
+                loss = info_nce(z_a, z_b, self.temperature)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -33,6 +33,7 @@ from skmm._blocks import ModalityBlocks
 from skmm.nn._data import BatchIterator, BlockDataset
 from skmm.nn._net import FusionNeuralNet
 from skmm.nn._network import FUSION_STRATEGIES, FusionNetwork, MultiTaskLoss
+from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -50,18 +51,6 @@ OPTIMIZERS = {
 }
 
 _PREDICT_BATCH_SIZE = 1024
-
-
-def resolve_device(device):
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but no CUDA device is available; "
-            "use device='auto' to fall back to the CPU."
-        )
-    return device
 
 
 _SHARED_PARAMS_DOC = """
@@ -230,7 +219,7 @@ class _BaseFusionEstimator(BaseEstimator):
         task_weights=None,
         uncertainty=False,
     ):
-        self.device_ = resolve_device(self.device)
+        self.device_ = str(resolve_device(self.device))
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         dataset = BlockDataset(blocks, targets, sample_weight)
         train_ds, valid_ds = self._split(dataset, seed, stratify)

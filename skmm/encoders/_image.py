@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from skmm._blocks import BlockSpec
 from skmm.nn._towers import ConvTower
 from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
+from skmm.utils._device import resolve_device
 from skmm.utils._images import (
     IMAGE_MODES,
     block_holds_numbers,
@@ -37,31 +38,6 @@ __all__ = ["CNNImageEncoder"]
 # Rows decoded at a time: bounds the memory of transform whatever the number
 # of images, and is large enough to amortise the per-chunk overhead.
 _CHUNK_ROWS = 256
-
-
-def _resolve_device(device, *, fitting=True):
-    """The torch device to use; a CUDA model is used on the CPU when none is left.
-
-    A pipeline fitted on a GPU must still transform on a CPU-only machine, so
-    outside ``fit`` an unavailable CUDA device falls back to the CPU.
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            "device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got "
-            f"{device!r}."
-        ) from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if fitting:
-            raise ValueError(
-                f"device={str(device)!r} was requested but no CUDA device is "
-                "available; use device='auto' to fall back to the CPU."
-            )
-        return torch.device("cpu")
-    return device
 
 
 def _with_progress(chunks, n_rows, verbose):
@@ -378,7 +354,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                 f"CNNImageEncoder was fitted on a block of {fitted} (columns "
                 f"{columns}); transform needs the same kind of block."
             )
-        device = _resolve_device(self.device, fitting=False)
+        device = resolve_device(self.device, fitting=False)
         return self._transform_block(X, columns, device)
 
     def get_feature_names_out(self, input_features=None):
@@ -450,7 +426,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         try:
-            device = _resolve_device(self.device, fitting=False)
+            device = resolve_device(self.device, fitting=False)
             tags.non_deterministic = device.type != "cpu"
         except ValueError:
             tags.non_deterministic = False
@@ -459,7 +435,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
     def _fit(self, X, y, *, transform):
         """Fit; with ``transform``, return the encoded ``X`` as well."""
         size = self._check_params()
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         X, columns = check_column_block(self, X, reset=True)
         target = (
             None

@@ -19,9 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from skmm._blocks import BlockSpec
-from skmm.encoders._image import _resolve_device
 from skmm.encoders._text import _block_texts
 from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
+from skmm.utils._device import resolve_device
 from skmm.utils._images import (
     IMAGE_MODES,
     block_holds_numbers,
@@ -245,7 +245,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         self : object
             The fitted encoder.
         """
-        _resolve_device(self.device)
+        resolve_device(self.device)
         check_column_block(self, X, reset=True)
         if self.model is None:
             path = _packaged_model_path()
@@ -260,7 +260,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
                     "packaged all-MiniLM-L6-v2."
                 )
         self.model_path_ = path
-        self._load_model(_resolve_device(self.device))
+        self._load_model(resolve_device(self.device))
         self.embedding_dim_ = int(
             self._model.encode(
                 ["text"], convert_to_numpy=True, show_progress_bar=False
@@ -295,7 +295,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
                 "not fitted."
             )
         if getattr(self, "_model", None) is None:
-            self._load_model(_resolve_device(self.device, fitting=False))
+            self._load_model(resolve_device(self.device, fitting=False))
         return self._model
 
     def cache_info(self):
@@ -361,7 +361,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = []
         try:
-            tags.non_deterministic = _resolve_device(self.device).type != "cpu"
+            tags.non_deterministic = resolve_device(self.device).type != "cpu"
         except ValueError:
             tags.non_deterministic = False
         return tags
@@ -391,7 +391,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         )
 
     def _embed(self, texts):
-        device = _resolve_device(self.device, fitting=False)
+        device = resolve_device(self.device, fitting=False)
         model = self.model_
         rows_of = {}
         for i, text in enumerate(texts):
@@ -703,7 +703,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
             for rows, images, missing in self._iter_images(X, columns):
                 Xt[rows] = self._normalise(images, missing).reshape(len(images), -1)
             return Xt
-        device = _resolve_device(self.device, fitting=False)
+        device = resolve_device(self.device, fitting=False)
         network = (
             self.module_ if device.type == "cpu" else copy.deepcopy(self.module_)
         ).to(device)
@@ -795,14 +795,14 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         try:
-            tags.non_deterministic = _resolve_device(self.device).type != "cpu"
+            tags.non_deterministic = resolve_device(self.device).type != "cpu"
         except ValueError:
             tags.non_deterministic = False
         return tags
 
     def _check_params(self):
         """Check what the constraints cannot; return the ``(H, W)`` size."""
-        _resolve_device(self.device)
+        resolve_device(self.device)
         size = self.image_size
         if isinstance(size, Integral):
             size = (size, size)

@@ -1,0 +1,30 @@
+"""Where torch work runs."""
+
+import torch
+
+
+def resolve_device(device, *, fitting=True):
+    """The torch device to use for ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``...).
+
+    ``"auto"`` is a GPU when one is visible, else the CPU. An explicit CUDA
+    device without CUDA is an error in ``fit``; outside ``fit`` it falls back
+    to the CPU, so a model fitted on a GPU still predicts on a CPU-only
+    machine.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            "device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got "
+            f"{device!r}."
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if fitting:
+            raise ValueError(
+                f"device={str(device)!r} was requested but no CUDA device is "
+                "available; use device='auto' to fall back to the CPU."
+            )
+        return torch.device("cpu")
+    return device
