@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from skmm._blocks import BlockSpec
 from skmm.nn._towers import ConvTower
-from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
+from skmm.utils._cache import FROZEN_OUTPUTS, block_key, content_key
 from skmm.utils._device import resolve_device
 from skmm.utils._images import (
     IMAGE_MODES,
@@ -460,7 +460,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         self.trained_on_y_ = train
         self._fit_key = data_key = None
         if self.cache and not train and self.random_state is not None:
-            data_key = _data_key(X)
+            data_key = block_key(X)
             # The initial seed rather than random_state: a RandomState
             # instance changes state at every fit, the seed it yields is what
             # shapes the network.
@@ -537,7 +537,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
         key = None
         if self.cache and getattr(self, "_fit_key", None) is not None:
             if data_key is None:
-                data_key = _data_key(X)
+                data_key = block_key(X)
             key = self._output_key(device, data_key)
             Xt = FROZEN_OUTPUTS.get(key)
             if Xt is not None:
@@ -747,16 +747,6 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
                     f"loss {self.loss_curve_[-1]:.4f}",
                     flush=True,
                 )
-
-
-def _data_key(X):
-    """Hash of a checked block: its cells and the stamps of the files they name.
-
-    The column names are left out: they shape no number, and ``fit`` records
-    them before it looks in the cache.
-    """
-    stamps = file_stamps(X) if X.dtype == object else None
-    return content_key(X, stamps)
 
 
 def _channel_stats(images, missing):

@@ -20,7 +20,13 @@ from torch import nn
 
 from skmm._blocks import BlockSpec
 from skmm.encoders._text import _block_texts
-from skmm.utils._cache import FROZEN_OUTPUTS, content_key, file_stamps
+from skmm.utils._cache import (
+    FROZEN_OUTPUTS,
+    block_key,
+    content_key,
+    file_stamps,
+    module_key,
+)
 from skmm.utils._device import resolve_device
 from skmm.utils._images import (
     IMAGE_MODES,
@@ -553,6 +559,9 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         ``"auto"`` for a GPU when there is one. The fitted network is always
         stored on the CPU, and an encoder fitted on a GPU transforms on the
         CPU where there is none.
+    cache : bool, default=True
+        Reuse the output computed earlier in this process for the same
+        network, weights, parameters and images. See Notes.
 
     Attributes
     ----------
@@ -580,6 +589,18 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     A cell is an image file path, the bytes of an encoded file, a PIL image,
     or an array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), ``uint8``
     or float in [0, 1], as for :class:`CNNImageEncoder`.
+
+    The encoder is frozen: its output depends only on the network, its
+    weights, the parameters and the images. With ``cache=True`` each output of
+    ``transform`` goes into the cache shared by the frozen encoders of the
+    process (512 MiB at most, least recently used out first, see
+    :class:`CNNImageEncoder`), under a hash of the network's class,
+    structure and weights (taken in :term:`fit`), the parameters that shape
+    the output, the device, and the cells with the size and modification
+    time of the files they name. A clone fitted in a grid search therefore
+    decodes and encodes the same images once, whatever the number of
+    candidates. ``n_jobs`` and ``cache`` do not enter the key. The cache is
+    never pickled; ``skmm.utils._cache.clear_frozen_cache()`` empties it.
 
     Examples
     --------
@@ -612,6 +633,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "device": [str, torch.device],
+        "cache": ["boolean"],
     }
 
     def __init__(
@@ -629,6 +651,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         batch_size=64,
         n_jobs=None,
         device="cpu",
+        cache=True,
     ):
         self.module = module
         self.weights = weights
@@ -642,6 +665,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.device = device
+        self.cache = cache
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -669,10 +693,18 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         self.image_shape_ = (IMAGE_MODES[self.mode], *size)
         self._check_output()
         module = self._build_module()
-        with torch.inference_mode():
-            features = _pool(module(torch.zeros(1, *self.image_shape_)))
+        try:
+            with torch.inference_mode():
+                features = _pool(module(torch.zeros(1, *self.image_shape_)))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The module cannot read images of shape {self.image_shape_} "
+                f"(C, H, W), as set by mode={self.mode!r} and image_size="
+                f"{self.image_size!r}: {exc}"
+            ) from exc
         self.tower_dim_ = int(features.shape[1])
         self.module_ = module
+        self._module_key = module_key(module) if self.cache else None
         return self
 
     def transform(self, X):
@@ -698,12 +730,41 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
                 f"PretrainedImageEncoder was fitted on a block of {fitted} (columns "
                 f"{columns}); transform needs the same kind of block."
             )
+        device = resolve_device(self.device, fitting=False)
+        key = None
+        if self.cache and getattr(self, "_module_key", None) is not None:
+            key = content_key(
+                "transform",
+                self._params_key(),
+                self._module_key,
+                self.input_shape_,
+                str(device),
+                block_key(X),
+            )
+            Xt = FROZEN_OUTPUTS.get(key)
+            if Xt is not None:
+                return Xt.copy()
+        Xt = self._encode(X, columns, device)
+        if key is not None:
+            FROZEN_OUTPUTS.put(key, Xt.copy(), Xt.nbytes)
+        return Xt
+
+    def _params_key(self):
+        """The parameters that shape the output, the network's aside."""
+        params = self.get_params(deep=False)
+        # The network and its weights enter the key as the hash of the fitted
+        # module; the others shape no number.
+        for name in ("module", "weights", "n_jobs", "device", "cache"):
+            del params[name]
+        return f"{type(self).__module__}.{type(self).__qualname__}", params
+
+    def _encode(self, X, columns, device):
+        """Decode and encode a checked block, without the cache."""
         Xt = np.empty((X.shape[0], self._n_features_out()), dtype=np.float32)
         if self.output == "pixels":
             for rows, images, missing in self._iter_images(X, columns):
                 Xt[rows] = self._normalise(images, missing).reshape(len(images), -1)
             return Xt
-        device = resolve_device(self.device, fitting=False)
         network = (
             self.module_ if device.type == "cpu" else copy.deepcopy(self.module_)
         ).to(device)

@@ -14,14 +14,17 @@ import threading
 from collections import OrderedDict, namedtuple
 
 import joblib
+import torch
 
 __all__ = [
     "FROZEN_OUTPUTS",
     "CacheInfo",
     "OutputCache",
+    "block_key",
     "clear_frozen_cache",
     "content_key",
     "file_stamps",
+    "module_key",
 ]
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "entries", "bytes"])
@@ -190,3 +193,45 @@ def file_stamps(cells):
                 pass
         stamps.append(stamp)
     return stamps
+
+
+def block_key(X):
+    """Hash of a checked column block: its cells and the files they name.
+
+    Column names are left out: they shape no number.
+
+    Parameters
+    ----------
+    X : ndarray
+        A block as returned by ``check_column_block``.
+
+    Returns
+    -------
+    key : str
+    """
+    stamps = file_stamps(X) if X.dtype == object else None
+    return content_key(X, stamps)
+
+
+def module_key(module):
+    """Hash of a torch module: its class, its structure and its weights.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    key : str
+        The same for two modules that compute the same function with the
+        same parameters and buffers, wherever they are stored.
+    """
+    cls = type(module)
+    state = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            # numpy has no bfloat16: hash the same bits as 16-bit integers.
+            tensor = tensor.view(torch.int16)
+        state[name] = tensor.numpy()
+    return content_key(f"{cls.__module__}.{cls.__qualname__}", repr(module), state)

@@ -388,5 +388,9 @@ def test_bad_weights_and_modules_are_clear_errors(tmp_path, weights):
         PretrainedImageEncoder(nn.Flatten(0)).fit(X)
     with pytest.raises(ValueError, match="mean must hold 1 finite value"):
         PretrainedImageEncoder(TinyNet, mode="L").fit(X)
+    with pytest.raises(ValueError, match=r"cannot read images of shape \(1, 8, 8\)"):
+        PretrainedImageEncoder(
+            TinyNet, mode="L", mean=(0.5,), std=(0.2,), image_size=SIZE
+        ).fit(X)
     with pytest.raises(ValueError, match="single image column"):
         PretrainedImageEncoder(TinyNet, output="pixels").fit(np.hstack([X, X]))

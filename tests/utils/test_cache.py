@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skmm.encoders._image import CNNImageEncoder
+from skmm.encoders._pretrained import PretrainedImageEncoder
 from skmm.utils import _images
 from skmm.utils._cache import (
     FROZEN_OUTPUTS,
@@ -220,7 +221,8 @@ def test_an_edited_image_file_is_read_again(tmp_path):
     )
 
 
-def test_grid_search_decodes_each_fold_once(count_decoded):
+@pytest.mark.parametrize("encoder", ["cnn", "pretrained"])
+def test_grid_search_decodes_each_fold_once(count_decoded, encoder):
     rng = np.random.RandomState(0)
     X = _column([_rgb(i) for i in range(12)])
     y = rng.randint(0, 2, size=12)
@@ -228,11 +230,13 @@ def test_grid_search_decodes_each_fold_once(count_decoded):
     grid = {"logisticregression__C": [0.1, 1.0, 10.0]}
 
     def decoded_by_search(cache):
-        pipeline = make_pipeline(
-            CNNImageEncoder(**FAST, cache=cache), LogisticRegression()
-        )
+        if encoder == "cnn":
+            step = CNNImageEncoder(**FAST, cache=cache)
+        else:
+            step = _pretrained(cache=cache)
         start = count_decoded()
-        search = GridSearchCV(pipeline, grid, cv=2).fit(X, y)
+        search = GridSearchCV(make_pipeline(step, LogisticRegression()), grid, cv=2)
+        search.fit(X, y)
         return count_decoded() - start, search
 
     decoded_uncached, uncached = decoded_by_search(cache=False)
@@ -240,7 +244,104 @@ def test_grid_search_decodes_each_fold_once(count_decoded):
 
     # Each fold decodes its training and test rows: 12 images per fold.
     assert decoded_uncached == 3 * 2 * 12 + 12
-    assert decoded_cached == 2 * 12 + 12
+    if encoder == "cnn":
+        assert decoded_cached == 2 * 12 + 12
+    else:
+        # PretrainedImageEncoder learns nothing in fit, so its output depends
+        # on the rows transformed only: with cv=2 the second fold's training
+        # rows are the first fold's test rows and the reverse.
+        assert decoded_cached == 12 + 12
     np.testing.assert_array_equal(
         cached.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"]
     )
+
+
+# -- PretrainedImageEncoder -----------------------------------------------------
+
+
+def _small_network(seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        )
+
+
+def _pretrained(seed=0, **params):
+    return PretrainedImageEncoder(
+        _small_network(seed), image_size=8, batch_size=4, **params
+    )
+
+
+@pytest.mark.parametrize("output", ["features", "pixels"])
+def test_pretrained_image_clone_reuses_the_output(count_decoded, output):
+    X, X_new = _column([_rgb(i) for i in range(6)]), _column([_rgb(9), None])
+    encoder = _pretrained(output=output)
+    Xt, Xt_new = encoder.fit_transform(X), encoder.transform(X_new)
+    decoded = count_decoded()
+
+    again = clone(encoder).fit(X)
+    Xt_again = again.transform(X)
+    # The cache keeps its own copy of what it hands out.
+    Xt_again[:] = 0.0
+
+    np.testing.assert_array_equal(again.transform(X), Xt)
+    np.testing.assert_array_equal(again.transform(X_new), Xt_new)
+    assert count_decoded() == decoded == 8
+    uncached = clone(encoder).set_params(cache=False).fit(X)
+    np.testing.assert_array_equal(uncached.transform(X), Xt)
+    assert count_decoded() == decoded + 6
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(module=_small_network(1)),
+        dict(image_size=6),
+        dict(mean=(0.5, 0.5, 0.5)),
+        dict(std=(0.3, 0.3, 0.3)),
+    ],
+)
+def test_pretrained_image_other_network_or_parameters_are_a_miss(change):
+    X = _column([_rgb(i) for i in range(4)])
+    Xt = _pretrained().fit_transform(X)
+
+    other = _pretrained().set_params(**change)
+    Xt_other = other.fit_transform(X)
+
+    assert FROZEN_OUTPUTS.info().hits == 0
+    assert not np.array_equal(Xt_other, Xt)
+    np.testing.assert_array_equal(
+        Xt_other, clone(other).set_params(cache=False).fit_transform(X)
+    )
+
+
+def test_pretrained_image_key_follows_the_weights_file_not_its_path(tmp_path):
+    X = _column([_rgb(i) for i in range(4)])
+    path = tmp_path / "weights.pt"
+    torch.save(_small_network(0).state_dict(), path)
+    Xt = _pretrained(seed=5, weights=path).fit_transform(X)
+
+    torch.save(_small_network(1).state_dict(), path)
+    Xt_new_weights = _pretrained(seed=5, weights=path).fit_transform(X)
+
+    assert FROZEN_OUTPUTS.info().hits == 0
+    assert not np.array_equal(Xt_new_weights, Xt)
+    np.testing.assert_array_equal(Xt_new_weights, _pretrained(1).fit_transform(X))
+    # The same weights as a module instance: the same key, a hit.
+    assert FROZEN_OUTPUTS.info().hits == 1
+
+
+def test_pretrained_image_edited_file_is_read_again(tmp_path):
+    path = tmp_path / "0.png"
+    Image.fromarray(_rgb(0)).save(path)
+    X = _column([path])
+    encoder = _pretrained()
+    Xt = encoder.fit_transform(X)
+
+    Image.fromarray(_rgb(1)).save(path)
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    assert not np.array_equal(encoder.transform(X), Xt)
+    assert FROZEN_OUTPUTS.info().hits == 0
