@@ -45,6 +45,10 @@ class BlockSpec:
         Output width of ``tower``.
     trainable : bool, default=True
         Whether the tower's weights are updated while the estimator trains.
+    lr : float, default=None
+        Learning rate of ``tower``'s own parameters when they train, for a
+        pretrained network fine-tuned more gently than the layers around it.
+        ``None`` uses the estimator's ``lr``. Ignored without ``tower``.
     """
 
     kind: str
@@ -55,6 +59,7 @@ class BlockSpec:
     tower: Any = field(default=None, compare=False)
     tower_dim: int | None = None
     trainable: bool = True
+    lr: float | None = None
 
     def __post_init__(self):
         if self.kind not in BLOCK_KINDS:

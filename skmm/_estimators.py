@@ -7,6 +7,7 @@ Each estimator is a plain scikit-learn estimator that builds a
 loop, callbacks, history and device handling.
 """
 
+import glob
 import numbers
 
 import numpy as np
@@ -262,10 +263,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 verbose=int(self.verbose),
                 **{
                     f"optimizer__{k}": v
-                    for k, v in {
-                        "weight_decay": self.weight_decay,
-                        **(self.optimizer_kwargs or {}),
-                    }.items()
+                    for k, v in self._optimizer_params(blocks.specs).items()
                 },
             )
             net.fit(train_ds, y=None)
@@ -274,6 +272,20 @@ class _BaseFusionEstimator(BaseEstimator):
         net.iterator_train__generator = None
         self.net_ = net
         return self
+
+    def _optimizer_params(self, specs):
+        """Optimizer arguments, with a parameter group per tower ``lr``."""
+        params = {"weight_decay": self.weight_decay, **(self.optimizer_kwargs or {})}
+        groups = [
+            # The pretrained network inside ProjectedTower, not the new
+            # projection after it, which trains at the estimator's lr.
+            (f"towers.{glob.escape(name)}.tower.*", {"lr": spec.lr})
+            for name, spec in specs.items()
+            if spec.tower is not None and spec.trainable and spec.lr is not None
+        ]
+        if groups:
+            params["param_groups"] = [*params.get("param_groups", []), *groups]
+        return params
 
     def _split(self, dataset, seed, stratify):
         if self.validation_fraction is None:

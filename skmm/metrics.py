@@ -145,12 +145,15 @@ class _RobustnessScorer:
                 f"{names} (the fusion must use output='blocks')."
             )
         block = blocks[self.modality]
+        spec = blocks.specs[self.modality]
         dense = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-        if self.mode == "remove":
+        rng = check_random_state(self.random_state)
+        if spec.kind == "tokens":
+            degraded = _degrade_tokens(dense, spec, self.mode, self.noise_scale, rng)
+        elif self.mode == "remove":
             # The encoding of a missing value: an all-zero row.
             degraded = np.zeros_like(dense)
         else:
-            rng = check_random_state(self.random_state)
             scale = self.noise_scale * dense.std(axis=0, keepdims=True)
             degraded = dense + rng.normal(size=dense.shape) * scale
             degraded = degraded.astype(dense.dtype, copy=False)
@@ -169,6 +172,18 @@ class _RobustnessScorer:
         )
 
 
+def _degrade_tokens(ids, spec, mode, noise_scale, rng):
+    """Token ids all padding, or with random ids in place of some tokens."""
+    if mode == "remove":
+        return np.full_like(ids, spec.padding_idx)
+    tokens = ids != spec.padding_idx
+    swap = tokens & (rng.uniform(size=ids.shape) < min(noise_scale, 1.0))
+    # Uniform over the vocabulary without the padding id.
+    random_ids = rng.randint(0, spec.vocab_size - 1, size=ids.shape)
+    random_ids += random_ids >= spec.padding_idx
+    return np.where(swap, random_ids, ids).astype(ids.dtype, copy=False)
+
+
 def modality_robustness_scorer(
     modality, *, mode="remove", scoring=None, noise_scale=1.0, random_state=0
 ):
@@ -177,10 +192,12 @@ def modality_robustness_scorer(
     The pipeline's first step (a :class:`~skmm.MultimodalFusion`) encodes
     ``X``; the block of ``modality`` is then set to the encoding of a missing
     value (``mode="remove"``: all-zero rows, i.e. an empty text or a missing
-    image for skmm's encoders) or perturbed with Gaussian noise of
-    ``noise_scale`` times each feature's standard deviation
-    (``mode="noise"``), and the rest of the pipeline is scored. Usable in
-    ``cross_val_score(scoring=...)`` and ``cross_validate``.
+    image for skmm's encoders, and rows of padding for a block of token ids)
+    or perturbed (``mode="noise"``): with Gaussian noise of ``noise_scale``
+    times each feature's standard deviation, or, for token ids, by replacing
+    each token with probability ``min(noise_scale, 1)`` with an id drawn
+    uniformly from the vocabulary. The rest of the pipeline is then scored.
+    Usable in ``cross_val_score(scoring=...)`` and ``cross_validate``.
 
     Parameters
     ----------
@@ -192,7 +209,7 @@ def modality_robustness_scorer(
         Score of the degraded model; ``None`` uses the estimator's ``score``.
     noise_scale : float, default=1.0
         Noise standard deviation in units of each feature's spread
-        (``mode="noise"``).
+        (``mode="noise"``); for token ids, the share of tokens replaced.
     random_state : int, RandomState instance or None, default=0
         Seeds the noise.
 

@@ -28,6 +28,7 @@ FAST = dict(hidden_dim=16, max_epochs=10, batch_size=32, lr=1e-2, device="cpu")
 
 ESTIMATORS = [
     SentenceTextEncoder(),
+    SentenceTextEncoder(output="tokens", max_length=8),
     PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8),
     PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8, output="pixels"),
     CrossModalAligner(n_components=2, max_epochs=2, random_state=0),

@@ -12,6 +12,7 @@ from skmm import (
     FusionClassifier,
     ModalityBlocks,
     MultimodalFusion,
+    SequenceTextEncoder,
     TfidfTextEncoder,
 )
 from skmm.metrics import modality_robustness_scorer
@@ -111,6 +112,48 @@ def test_robustness_scorer_in_cross_val_score(redundant):
     fitted = model.fit(X, y)
     with pytest.raises(ValueError, match="'c'"):
         modality_robustness_scorer("c")(fitted, X, y)
+
+
+@pytest.mark.parametrize("mode", ["remove", "noise"])
+def test_robustness_scorer_degrades_token_ids_into_valid_ids(monkeypatch, mode):
+    rng = np.random.RandomState(0)
+    words = np.array(["good", "bad", "fit", "colour", "dress", "size"])
+    texts = [" ".join(rng.choice(words, size=6)) for _ in range(120)]
+    y = np.array([int("good" in t.split()[:3]) for t in texts])
+    X = pd.DataFrame({"text": texts, "n": rng.normal(size=120)})
+    model = make_pipeline(
+        MultimodalFusion(
+            [
+                ("text", SequenceTextEncoder(max_length=8), ["text"]),
+                ("n", StandardScaler(), ["n"]),
+            ]
+        ),
+        FusionClassifier(**FAST, random_state=0),
+    ).fit(X, y)
+    spec = model[0].block_specs_["text"]
+    ids = np.asarray(model[0].transform(X)["text"])
+    seen = []
+    predict = type(model[-1]).predict
+
+    def recording(self, blocks):
+        seen.append(np.asarray(blocks["text"]))
+        return predict(self, blocks)
+
+    monkeypatch.setattr(type(model[-1]), "predict", recording)
+    scorer = modality_robustness_scorer("text", mode=mode, noise_scale=0.5)
+    score = scorer(model, X, y)
+
+    degraded = seen[-1]
+    assert degraded.dtype == ids.dtype
+    assert ((degraded >= 0) & (degraded < spec.vocab_size)).all()
+    padding = ids == spec.padding_idx
+    if mode == "remove":
+        assert (degraded == spec.padding_idx).all()
+    else:
+        # Padding stays padding; about half of the tokens are replaced.
+        np.testing.assert_array_equal(degraded == spec.padding_idx, padding)
+        assert 0.35 < (degraded != ids)[~padding].mean() < 0.6
+    assert score < model.score(X, y)
 
 
 def test_tied_shared_space_uses_one_projection(redundant):

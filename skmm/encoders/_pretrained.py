@@ -10,13 +10,14 @@ import math
 import os
 import pickle
 from contextlib import contextmanager
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
+from torch.nn import functional as F
 
 from skmm._blocks import BlockSpec
 from skmm.encoders._text import _block_texts
@@ -118,6 +119,12 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     replace with a learned "missing" embedding. Cells that are not strings are
     converted with ``str``.
 
+    With ``output="tokens"`` the encoder returns the model's token ids
+    instead, and :meth:`get_block_spec` hands the model to the fusion
+    estimators as the tower of a ``"tokens"`` block: frozen
+    (``freeze=True``) or fine-tuned with the rest of the model
+    (``freeze=False``), at its own learning rate ``tower_lr``.
+
     Embeddings are a pure function of the model and the text: with
     ``cache=True`` each distinct text is encoded once in a process, by this
     encoder, by its clones (the copies a grid search or a cross-validation
@@ -154,6 +161,23 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     cache : bool, default=True
         Reuse the embeddings computed earlier in this process for the same
         model, device and text. See Notes.
+    output : {"embeddings", "tokens"}, default="embeddings"
+        ``"embeddings"``: one sentence embedding per row. ``"tokens"``:
+        ``max_length`` token ids per row, padded with the tokenizer's padding
+        id, for a tower inside a fusion estimator that runs the model itself.
+    max_length : int, default=128
+        With ``output="tokens"``: ids per row, special tokens included;
+        longer texts are truncated. It is also the longest text the tower
+        reads, whatever the model's own limit (all-MiniLM-L6-v2: 256).
+    freeze : bool, default=True
+        With ``output="tokens"``: whether the model in the tower keeps its
+        weights fixed while the fusion estimator trains.
+    tower_lr : float or None, default=2e-5
+        With ``output="tokens"`` and ``freeze=False``: learning rate of the
+        model's weights, the usual rate for fine-tuning a pretrained
+        transformer; the estimator's ``lr`` (1e-3 by default) would wipe out
+        what the model learned in pretraining. ``None`` uses the estimator's
+        ``lr``.
 
     Attributes
     ----------
@@ -164,6 +188,8 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         Absolute path of the model directory.
     embedding_dim_ : int
         Number of features of each embedding.
+    padding_idx_ : int or None
+        The tokenizer's padding id, with ``output="tokens"``.
     n_features_in_ : int
         Number of text columns seen during :term:`fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -204,6 +230,17 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     >>> _ = encoder.transform(X[:2])  # read from the cache
     >>> encoder.cache_info()
     {'hits': 2, 'misses': 2}
+
+    Token ids, for the model as a tower fine-tuned inside a fusion estimator:
+
+    >>> tokens = SentenceTextEncoder(output="tokens", max_length=8, freeze=False)
+    >>> tokens.fit_transform(X)
+    array([[ 101, 1037, 2417, 2621, 4377,  102,    0,    0],
+           [ 101, 1037, 2422, 2417, 4377,  102,    0,    0],
+           [   0,    0,    0,    0,    0,    0,    0,    0]])
+    >>> spec = tokens.get_block_spec()
+    >>> spec.kind, spec.tower_dim, spec.trainable, spec.lr
+    ('tokens', 384, True, 2e-05)
     """
 
     _parameter_constraints = {
@@ -214,6 +251,10 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "keep_model_in_pickle": ["boolean"],
         "cache": ["boolean"],
+        "output": [StrOptions({"embeddings", "tokens"})],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "freeze": ["boolean"],
+        "tower_lr": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -226,6 +267,10 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         verbose=0,
         keep_model_in_pickle=False,
         cache=True,
+        output="embeddings",
+        max_length=128,
+        freeze=True,
+        tower_lr=2e-5,
     ):
         self.model = model
         self.batch_size = batch_size
@@ -234,6 +279,10 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.keep_model_in_pickle = keep_model_in_pickle
         self.cache = cache
+        self.output = output
+        self.max_length = max_length
+        self.freeze = freeze
+        self.tower_lr = tower_lr
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -272,6 +321,16 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
                 ["text"], convert_to_numpy=True, show_progress_bar=False
             ).shape[1]
         )
+        self.padding_idx_ = None
+        if self.output == "tokens":
+            padding_idx = getattr(self._model.tokenizer, "pad_token_id", None)
+            if padding_idx is None:
+                raise ValueError(
+                    f"The tokenizer of the model in {path!r} has no padding "
+                    "token, which output='tokens' needs to pad rows to "
+                    "max_length."
+                )
+            self.padding_idx_ = int(padding_idx)
         self._cache_stats = {"hits": 0, "misses": 0}
         return self
 
@@ -285,11 +344,17 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, embedding_dim_), dtype float32
-            One embedding per row; all-zero for empty text.
+        Xt : ndarray of shape (n_samples, n_features_out)
+            ``output="embeddings"``: one embedding of ``embedding_dim_``
+            float32 features per row, all-zero for empty text.
+            ``output="tokens"``: ``max_length`` int64 token ids per row, all
+            padding for empty text.
         """
         check_is_fitted(self)
         X, _ = check_column_block(self, X, reset=False)
+        if self.output == "tokens":
+            self._check_tokens_fitted()
+            return self._tokenize(_block_texts(X))
         return self._embed(_block_texts(X))
 
     @property
@@ -328,13 +393,17 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str objects
-            ``embedding0``, ..., ``embedding{embedding_dim_ - 1}``.
+            ``embedding0``, ..., ``embedding{embedding_dim_ - 1}``;
+            ``token0``, ..., ``token{max_length - 1}`` with
+            ``output="tokens"``.
         """
         check_is_fitted(self)
         _check_feature_names_in(self, input_features)
-        return np.asarray(
-            [f"embedding{i}" for i in range(self.embedding_dim_)], dtype=object
-        )
+        if self.output == "tokens":
+            names = [f"token{i}" for i in range(self.max_length)]
+        else:
+            names = [f"embedding{i}" for i in range(self.embedding_dim_)]
+        return np.asarray(names, dtype=object)
 
     def get_block_spec(self):
         """Describe the output block for the fusion estimators.
@@ -342,11 +411,49 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         spec : BlockSpec
-            A ``"dense"`` block of width ``embedding_dim_``, read by an MLP
-            tower; the pretrained model itself stays frozen.
+            ``output="embeddings"``: a ``"dense"`` block of width
+            ``embedding_dim_``, read by an MLP tower. ``output="tokens"``: a
+            ``"tokens"`` block whose tower is :meth:`make_tower`, of width
+            ``embedding_dim_``, trainable unless ``freeze``, at the learning
+            rate ``tower_lr``.
         """
         check_is_fitted(self)
-        return BlockSpec(kind="dense", n_features=self.embedding_dim_)
+        if self.output == "embeddings":
+            return BlockSpec(kind="dense", n_features=self.embedding_dim_)
+        self._check_tokens_fitted()
+        return BlockSpec(
+            kind="tokens",
+            n_features=self.max_length,
+            vocab_size=len(self.model_.tokenizer),
+            padding_idx=self.padding_idx_,
+            tower=self.make_tower,
+            tower_dim=self.embedding_dim_,
+            trainable=not self.freeze,
+            lr=self.tower_lr,
+        )
+
+    def make_tower(self):
+        """Return a fresh copy of the model as a tower over token ids.
+
+        It maps a batch of ids of shape ``(n, max_length)``, as given by
+        ``output="tokens"``, to ``(n, embedding_dim_)`` sentence embeddings:
+        those of ``output="embeddings"`` until it is trained. With
+        ``freeze=True`` its weights take no gradient and the model stays in
+        evaluation mode.
+
+        Returns
+        -------
+        tower : SentenceTower
+        """
+        check_is_fitted(self)
+        self._check_tokens_fitted()
+        model = copy.deepcopy(self.model_).cpu()
+        return SentenceTower(
+            model,
+            padding_idx=self.padding_idx_,
+            normalize=self.normalize_embeddings,
+            frozen=self.freeze,
+        ).train()
 
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -371,6 +478,29 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         except ValueError:
             tags.non_deterministic = False
         return tags
+
+    def _check_tokens_fitted(self):
+        if getattr(self, "padding_idx_", None) is None:
+            raise ValueError(
+                "This SentenceTextEncoder was fitted with output='embeddings'; "
+                "fit it again to use output='tokens'."
+            )
+
+    def _tokenize(self, texts):
+        """``max_length`` ids per text, right-padded; empty text: all padding."""
+        Xt = np.full((len(texts), self.max_length), self.padding_idx_, np.int64)
+        rows = [i for i, text in enumerate(texts) if text.strip()]
+        if rows:
+            ids = self.model_.tokenizer(
+                [texts[i] for i in rows],
+                padding="max_length",
+                truncation=True,
+                max_length=self.max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            Xt[rows] = np.asarray(ids, dtype=np.int64)
+        return Xt
 
     def _load_model(self, device):
         """Load the model on ``device`` with the key of its files in the cache."""
@@ -455,18 +585,17 @@ def _pool(output):
     )
 
 
-class PooledNetwork(nn.Module):
-    """A pretrained network whose output is pooled to ``(batch, d)`` features.
+class FrozenOrTrainable(nn.Module):
+    """A pretrained network inside a fusion network, fixed or fine-tuned.
 
     A frozen network takes no gradient and stays in evaluation mode when the
-    model around it trains, so that its batch-normalisation statistics and
-    dropout stay those of inference too.
+    model around it trains, so that its dropout and batch-normalisation
+    statistics stay those of inference too.
 
     Parameters
     ----------
     network : torch.nn.Module
-        Maps ``(batch, C, H, W)`` images to ``(batch, d)`` or
-        ``(batch, C', h, w)``.
+        The pretrained network.
     frozen : bool, default=True
         Whether the network's weights are fixed.
     """
@@ -484,8 +613,63 @@ class PooledNetwork(nn.Module):
             self.network.eval()
         return self
 
+
+class PooledNetwork(FrozenOrTrainable):
+    """A pretrained image network whose output is pooled to ``(batch, d)``.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps ``(batch, C, H, W)`` images to ``(batch, d)`` or
+        ``(batch, C', h, w)``.
+    frozen : bool, default=True
+        Whether the network's weights are fixed; see
+        :class:`FrozenOrTrainable`.
+    """
+
     def forward(self, X):
         return _pool(self.network(X))
+
+
+class SentenceTower(FrozenOrTrainable):
+    """A sentence-transformers model as a tower over padded token ids.
+
+    The batch is cut to its longest row before the model runs, so short
+    texts cost what they hold rather than ``max_length``.
+
+    Parameters
+    ----------
+    network : sentence_transformers.SentenceTransformer
+        Maps ``{"input_ids", "attention_mask"}`` to a dict holding
+        ``"sentence_embedding"``.
+    padding_idx : int
+        The padding id of the ids the tower reads.
+    normalize : bool, default=True
+        Scale each embedding to unit length.
+    frozen : bool, default=True
+        Whether the model's weights are fixed; see
+        :class:`FrozenOrTrainable`.
+    """
+
+    def __init__(self, network, padding_idx, normalize=True, frozen=True):
+        super().__init__(network, frozen=frozen)
+        self.padding_idx = padding_idx
+        self.normalize = normalize
+
+    def forward(self, ids):
+        mask = ids != self.padding_idx
+        filled = mask.any(dim=0).nonzero()
+        width = int(filled[-1]) + 1 if len(filled) else 1
+        ids, mask = ids[:, :width], mask[:, :width].clone()
+        # A row of padding only (empty text, which the fusion estimators
+        # replace with the "missing" embedding) attends to its first id, so
+        # that attention has something to attend to.
+        mask[:, 0] |= ~mask.any(dim=1)
+        features = {"input_ids": ids, "attention_mask": mask.long()}
+        embedding = self.network(features)["sentence_embedding"]
+        if self.normalize:
+            embedding = F.normalize(embedding, dim=1)
+        return embedding
 
 
 class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
@@ -548,6 +732,10 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     freeze : bool, default=True
         With ``output="pixels"``: whether the tower built from the network
         keeps its weights fixed while the fusion estimator trains.
+    tower_lr : float or None, default=None
+        With ``output="pixels"`` and ``freeze=False``: learning rate of the
+        network's weights, often lower than that of the new layers around
+        them (the estimator's ``lr``), which ``None`` uses.
     batch_size : int, default=64
         Images per forward pass.
     n_jobs : int, default=None
@@ -630,6 +818,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         "output": [StrOptions({"features", "pixels"})],
         "input_shape": [tuple, None],
         "freeze": ["boolean"],
+        "tower_lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "device": [str, torch.device],
@@ -648,6 +837,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         output="features",
         input_shape=None,
         freeze=True,
+        tower_lr=None,
         batch_size=64,
         n_jobs=None,
         device="cpu",
@@ -662,6 +852,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         self.output = output
         self.input_shape = input_shape
         self.freeze = freeze
+        self.tower_lr = tower_lr
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.device = device
@@ -756,6 +947,8 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         # module; the others shape no number.
         for name in ("module", "weights", "n_jobs", "device", "cache"):
             del params[name]
+        # Nor do these, which only shape the tower of output="pixels".
+        del params["freeze"], params["tower_lr"]
         return f"{type(self).__module__}.{type(self).__qualname__}", params
 
     def _encode(self, X, columns, device):
@@ -820,7 +1013,8 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         spec : BlockSpec
             ``output="features"``: a ``"dense"`` block. ``output="pixels"``:
             an ``"image"`` block whose tower is :meth:`make_tower`, of width
-            ``tower_dim_``, trainable unless ``freeze``.
+            ``tower_dim_``, trainable unless ``freeze``, at the learning rate
+            ``tower_lr``.
         """
         check_is_fitted(self)
         n_features = self._n_features_out()
@@ -833,6 +1027,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
             tower=self.make_tower,
             tower_dim=self.tower_dim_,
             trainable=not self.freeze,
+            lr=self.tower_lr,
         )
 
     def make_tower(self):

@@ -16,6 +16,7 @@ from skmm.encoders._pretrained import (
     PooledNetwork,
     PretrainedImageEncoder,
     SentenceTextEncoder,
+    SentenceTower,
 )
 from skmm.utils._cache import clear_frozen_cache
 
@@ -164,6 +165,115 @@ def test_missing_sentence_transformers_asks_to_install_it(monkeypatch):
 
     with pytest.raises(ImportError, match=r'pip install "skmm\[pretrained\]"'):
         SentenceTextEncoder().fit(_column(TEXTS))
+
+
+# -- SentenceTextEncoder(output="tokens"): the model as a tower -------------------
+
+
+@pytest.fixture(scope="module")
+def token_encoder(sentence_encoder):
+    return (
+        clone(sentence_encoder)
+        .set_params(output="tokens", max_length=16)
+        .fit(_column(TEXTS))
+    )
+
+
+def test_tokens_output_pads_truncates_and_leaves_empty_text_all_padding(
+    token_encoder,
+):
+    long_text = " ".join(["dress"] * 40)
+    Xt = token_encoder.transform(_column([TEXTS[0], None, "  ", long_text]))
+    pad = token_encoder.padding_idx_
+
+    assert Xt.shape == (4, 16) and Xt.dtype == np.int64
+    assert (Xt[0] != pad).sum() > 5 and Xt[0, -1] == pad
+    assert (Xt[1] == pad).all() and (Xt[2] == pad).all()
+    assert (Xt[3] != pad).all()  # truncated to max_length
+    assert list(token_encoder.get_feature_names_out()[[0, -1]]) == [
+        "token0",
+        "token15",
+    ]
+    spec = token_encoder.get_block_spec()
+    assert (spec.kind, spec.n_features, spec.padding_idx) == ("tokens", 16, pad)
+    assert spec.vocab_size == len(token_encoder.model_.tokenizer)
+    assert (spec.tower_dim, spec.trainable, spec.lr) == (384, False, 2e-5)
+
+
+def test_tower_gives_the_sentence_embeddings_until_trained(
+    sentence_encoder, token_encoder
+):
+    texts = _column([*TEXTS, None])
+    ids = torch.from_numpy(token_encoder.transform(texts))
+    tower = token_encoder.make_tower()
+
+    assert isinstance(tower, SentenceTower) and tower.training
+    # Frozen: no gradient, and no dropout inside the model.
+    assert not any(p.requires_grad for p in tower.parameters())
+    assert not tower.network.training
+    with torch.no_grad():
+        out = tower(ids)
+        # Extra padding columns do not change what the tower computes.
+        padded = tower(torch.nn.functional.pad(ids, (0, 8), value=0))
+    embeddings = sentence_encoder.transform(texts)
+    np.testing.assert_allclose(out[:3].numpy(), embeddings[:3], atol=1e-5)
+    assert torch.isfinite(out[3]).all()
+    torch.testing.assert_close(padded, out)
+
+
+def test_tokens_need_a_refit_after_embeddings(sentence_encoder):
+    encoder = clone(sentence_encoder).fit(_column(TEXTS))
+    encoder.set_params(output="tokens")
+    with pytest.raises(ValueError, match="fit it again"):
+        encoder.transform(_column(TEXTS))
+
+
+def _review_data():
+    good = ["I love this dress", "great fit and soft", "beautiful colour, perfect"]
+    bad = ["cheap fabric, returned", "terrible fit", "poor quality, too small"]
+    texts = (good + bad) * 4
+    y = np.array(([1] * 3 + [0] * 3) * 4)
+    texts[5] = None  # a missing text trains and predicts
+    return pd.DataFrame({"text": texts, "x": np.linspace(-1, 1, 24)}), y
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_fusion_classifier_fine_tunes_the_model_only_when_unfrozen(
+    token_encoder, freeze
+):
+    X, y = _review_data()
+    encoder = clone(token_encoder).set_params(freeze=freeze, tower_lr=1e-4)
+    model = make_pipeline(
+        MultimodalFusion(
+            [("text", encoder, ["text"]), ("numeric", StandardScaler(), ["x"])]
+        ),
+        FusionClassifier(
+            hidden_dim=8, max_epochs=2, batch_size=8, device="cpu", random_state=0
+        ),
+    ).fit(X, y)
+
+    pretrained = token_encoder.model_.state_dict()
+    tower = model[-1].net_.module_.towers["text"].tower
+    tuned = tower.network.state_dict()
+    changed = [k for k in pretrained if not torch.equal(pretrained[k], tuned[k])]
+    groups = model[-1].net_.optimizer_.param_groups
+    if freeze:
+        assert changed == []
+        assert [g["lr"] for g in groups] == [1e-3]
+    else:
+        assert len(changed) > 50
+        # The model at tower_lr; the new layers, projection included, at lr.
+        model_params = {id(p) for p in tower.parameters()}
+        assert groups[0]["lr"] == 1e-4 and groups[1]["lr"] == 1e-3
+        assert {id(p) for p in groups[0]["params"]} == model_params
+    proba = model.predict_proba(X)
+
+    # The fine-tuned weights travel with the pickle, not the pretrained ones.
+    loaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-6)
+    reloaded = loaded[-1].net_.module_.towers["text"].tower.network.state_dict()
+    for key in changed[:5]:
+        torch.testing.assert_close(reloaded[key], tuned[key])
 
 
 # -- PretrainedImageEncoder -----------------------------------------------------
@@ -326,7 +436,12 @@ def test_fusion_classifier_trains_the_tower_only_when_unfrozen(weights, freeze):
     path, _ = weights
     df, y = _fusion_data()
     encoder = PretrainedImageEncoder(
-        TinyNet, weights=path, image_size=SIZE, output="pixels", freeze=freeze
+        TinyNet,
+        weights=path,
+        image_size=SIZE,
+        output="pixels",
+        freeze=freeze,
+        tower_lr=1e-3,
     )
     fusion = MultimodalFusion(
         [("image", encoder, "photo"), ("numeric", StandardScaler(), ["x"])]
@@ -341,10 +456,18 @@ def test_fusion_classifier_trains_the_tower_only_when_unfrozen(weights, freeze):
     start = model[0].named_transformers_["image"].module_.state_dict()
     trained = model[-1].net_.module_.towers["image"].tower.network.state_dict()
     changed = [key for key in start if not torch.equal(start[key], trained[key].cpu())]
+    groups = model[-1].net_.optimizer_.param_groups
     if freeze:
         assert changed == []
+        assert [g["lr"] for g in groups] == [1e-2]
     else:
         assert "conv.weight" in changed and "norm.running_mean" in changed
+        # The network at tower_lr, the rest of the model at lr.
+        assert [g["lr"] for g in groups] == [1e-3, 1e-2]
+        network = model[-1].net_.module_.towers["image"].tower
+        assert {id(p) for p in groups[0]["params"]} == {
+            id(p) for p in network.parameters()
+        }
     assert model.predict(df).shape == (len(df),)
 
 
