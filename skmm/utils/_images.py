@@ -16,6 +16,7 @@ Two kinds of block are read:
 
 import math
 import os
+import warnings
 from io import BytesIO
 from numbers import Integral, Real
 
@@ -343,7 +344,28 @@ def iter_image_chunks(X, columns, chunk_rows, *, input_shape, mode, size, n_jobs
         results = (decode_cells(X[s], columns, s.start, mode, size) for s in slices)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(decode_cells)(X[s], columns, s.start, mode, size) for s in slices
+            delayed(_decode_or_error)(X[s], columns, s.start, mode, size)
+            for s in slices
         )
-    for s, (images, missing) in zip(slices, results):
+    for s, result in zip(slices, results):
+        if isinstance(result, Exception):
+            with warnings.catch_warnings():
+                # joblib warns about the chunks decoded for nothing.
+                warnings.simplefilter("ignore", UserWarning)
+                results.close()
+            raise result
+        images, missing = result
         yield s, images, missing
+
+
+def _decode_or_error(*args):
+    """``decode_cells`` in a worker, returning its error rather than raising.
+
+    joblib raises a worker's error as soon as it arrives, which can be
+    before the earlier chunks are done: returned, the errors are raised in
+    chunk order, so the first bad cell is reported as without workers.
+    """
+    try:
+        return decode_cells(*args)
+    except ValueError as exc:
+        return exc

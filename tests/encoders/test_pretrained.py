@@ -214,7 +214,9 @@ def test_tower_gives_the_sentence_embeddings_until_trained(
     with torch.no_grad():
         out = tower(ids)
         # Extra padding columns do not change what the tower computes.
-        padded = tower(torch.nn.functional.pad(ids, (0, 8), value=0))
+        padded = tower(
+            torch.nn.functional.pad(ids, (0, 8), value=token_encoder.padding_idx_)
+        )
     embeddings = sentence_encoder.transform(texts)
     np.testing.assert_allclose(out[:3].numpy(), embeddings[:3], atol=1e-5)
     assert torch.isfinite(out[3]).all()
