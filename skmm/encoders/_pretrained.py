@@ -491,15 +491,17 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         Xt = np.full((len(texts), self.max_length), self.padding_idx_, np.int64)
         rows = [i for i, text in enumerate(texts) if text.strip()]
         if rows:
+            # Padded here rather than by the tokenizer, whose padding side
+            # may be the left: the tower cuts each batch on the right.
             ids = self.model_.tokenizer(
                 [texts[i] for i in rows],
-                padding="max_length",
                 truncation=True,
                 max_length=self.max_length,
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )["input_ids"]
-            Xt[rows] = np.asarray(ids, dtype=np.int64)
+            for i, row_ids in zip(rows, ids):
+                Xt[i, : len(row_ids)] = row_ids
         return Xt
 
     def _load_model(self, device):
@@ -787,8 +789,9 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     the output, the device, and the cells with the size and modification
     time of the files they name. A clone fitted in a grid search therefore
     decodes and encodes the same images once, whatever the number of
-    candidates. ``n_jobs`` and ``cache`` do not enter the key. The cache is
-    never pickled; ``skmm.utils._cache.clear_frozen_cache()`` empties it.
+    candidates. ``n_jobs``, ``cache``, ``freeze`` and ``tower_lr`` do not
+    enter the key. The cache is never pickled;
+    ``skmm.utils._cache.clear_frozen_cache()`` empties it.
 
     Examples
     --------

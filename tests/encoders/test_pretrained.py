@@ -200,6 +200,16 @@ def test_tokens_output_pads_truncates_and_leaves_empty_text_all_padding(
     assert (spec.tower_dim, spec.trainable, spec.lr) == (384, False, 2e-5)
 
 
+def test_tokens_are_right_padded_whatever_side_the_tokenizer_pads(
+    token_encoder, monkeypatch
+):
+    monkeypatch.setattr(token_encoder.model_.tokenizer, "padding_side", "left")
+    Xt = token_encoder.transform(_column([TEXTS[0]]))
+
+    pad = token_encoder.padding_idx_
+    assert Xt[0, 0] != pad and Xt[0, -1] == pad
+
+
 def test_tower_gives_the_sentence_embeddings_until_trained(
     sentence_encoder, token_encoder
 ):
