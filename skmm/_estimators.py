@@ -91,7 +91,9 @@ default="concat"
     batch_size : int, default=64
         Rows per gradient step.
     lr : float, default=1e-3
-        Learning rate.
+        Learning rate. A pretrained tower whose block sets its own rate
+        (``BlockSpec.lr``, e.g. ``SentenceTextEncoder(tower_lr=...)``) trains
+        at that rate in its own optimizer parameter group.
     optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"} or \
 torch optimizer class, default="adam"
         The optimizer.
