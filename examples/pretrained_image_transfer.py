@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skmm import FusionClassifier, MultimodalFusion, PretrainedImageEncoder
-from skmm.utils._cache import FROZEN_OUTPUTS
+from skmm.utils import frozen_cache_info
 
 SIZE = 32
 # Images are scaled to [0, 1], then normalised with these.
@@ -169,11 +169,11 @@ def main():
     print(f"{'tabular column only':<26}{tabular.score(X_test[['x']], y_test):>14.3f}")
 
     grid = {"fusionclassifier__fusion": ["concat", "gated", "attention", "lowrank"]}
-    before = FROZEN_OUTPUTS.info()
+    before = frozen_cache_info()
     start = time.perf_counter()
     search = GridSearchCV(models["pretrained, frozen"], grid, cv=3)
     search.fit(X_train, y_train)
-    after = FROZEN_OUTPUTS.info()
+    after = frozen_cache_info()
     print(
         f"\ngrid search over {len(grid['fusionclassifier__fusion'])} fusion "
         f"strategies, cv=3 ({time.perf_counter() - start:.0f} s): best "

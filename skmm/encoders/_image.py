@@ -218,7 +218,7 @@ class CNNImageEncoder(TransformerMixin, BaseEstimator):
     fitted on the same data, as in every candidate of a grid search that
     varies only the estimators after the encoder, then decodes nothing and
     returns the same floats. The outputs are copies, safe to modify.
-    ``skmm.utils._cache.clear_frozen_cache()`` empties the cache. The worker
+    ``skmm.utils.clear_frozen_cache()`` empties the cache. The worker
     processes of a parallel search each have their own.
 
     Examples

@@ -209,7 +209,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     hash of the text, the device and the model's files (their path, size and
     modification time, so that a model saved again in place is not mixed up
     with the old one). The cache is never pickled;
-    ``skmm.utils._cache.clear_frozen_cache()`` empties it. The worker
+    ``skmm.utils.clear_frozen_cache()`` empties it. The worker
     processes of a parallel search each have their own.
 
     A batch is padded to its longest text, so the same text encoded in
@@ -791,7 +791,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     decodes and encodes the same images once, whatever the number of
     candidates. ``n_jobs``, ``cache``, ``freeze`` and ``tower_lr`` do not
     enter the key. The cache is never pickled;
-    ``skmm.utils._cache.clear_frozen_cache()`` empties it.
+    ``skmm.utils.clear_frozen_cache()`` empties it.
 
     Examples
     --------
@@ -931,7 +931,6 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
                 "transform",
                 self._params_key(),
                 self._module_key,
-                self.input_shape_,
                 str(device),
                 block_key(X),
             )

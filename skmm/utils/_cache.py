@@ -23,6 +23,7 @@ __all__ = [
     "block_key",
     "clear_frozen_cache",
     "content_key",
+    "frozen_cache_info",
     "file_stamps",
     "module_key",
 ]
@@ -144,6 +145,26 @@ def clear_frozen_cache():
     transforms of frozen encoders compute everything again.
     """
     FROZEN_OUTPUTS.clear()
+
+
+def frozen_cache_info():
+    """Report the use of the cache of frozen encoders in this process.
+
+    Returns
+    -------
+    info : CacheInfo
+        ``hits`` and ``misses`` of the lookups since the process started or
+        the cache was last cleared, and the ``entries`` and ``bytes`` it
+        holds now.
+
+    Examples
+    --------
+    >>> from skmm.utils import clear_frozen_cache, frozen_cache_info
+    >>> clear_frozen_cache()
+    >>> frozen_cache_info()
+    CacheInfo(hits=0, misses=0, entries=0, bytes=0)
+    """
+    return FROZEN_OUTPUTS.info()
 
 
 def content_key(*parts):

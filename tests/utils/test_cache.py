@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 
 from skmm.encoders._image import CNNImageEncoder
 from skmm.encoders._pretrained import PretrainedImageEncoder
-from skmm.utils import _images
+from skmm.utils import _images, frozen_cache_info
 from skmm.utils._cache import (
     FROZEN_OUTPUTS,
     CacheInfo,
@@ -345,3 +345,16 @@ def test_pretrained_image_edited_file_is_read_again(tmp_path):
 
     assert not np.array_equal(encoder.transform(X), Xt)
     assert FROZEN_OUTPUTS.info().hits == 0
+
+
+def test_frozen_cache_info_reports_the_shared_cache():
+    X = _column([_rgb(i) for i in range(3)])
+    encoder = _pretrained()
+    Xt = encoder.fit_transform(X)
+    encoder.transform(X)
+
+    info = frozen_cache_info()
+    assert (info.hits, info.misses, info.entries) == (1, 1, 1)
+    assert info.bytes == Xt.nbytes
+    clear_frozen_cache()
+    assert frozen_cache_info() == CacheInfo(0, 0, 0, 0)
