@@ -17,10 +17,10 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from torch.nn import functional as F
 
 from skmm._blocks import BlockSpec
 from skmm.encoders._text import _block_texts
+from skmm.nn._towers import PooledNetwork, SentenceTower, pool_features
 from skmm.utils._cache import (
     FROZEN_OUTPUTS,
     block_key,
@@ -570,110 +570,6 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         return Xt
 
 
-def _pool(output):
-    """``(batch, d)`` features from a network output; spatial maps are averaged."""
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(
-            "The module must return a tensor of shape (batch, d) or "
-            f"(batch, C, h, w), got {type(output).__name__}."
-        )
-    if output.ndim == 2:
-        return output
-    if output.ndim > 2:
-        return output.flatten(2).mean(dim=2)
-    raise ValueError(
-        "The module must return a tensor of shape (batch, d) or (batch, C, h, w), "
-        f"got shape {tuple(output.shape)}."
-    )
-
-
-class FrozenOrTrainable(nn.Module):
-    """A pretrained network inside a fusion network, fixed or fine-tuned.
-
-    A frozen network takes no gradient and stays in evaluation mode when the
-    model around it trains, so that its dropout and batch-normalisation
-    statistics stay those of inference too.
-
-    Parameters
-    ----------
-    network : torch.nn.Module
-        The pretrained network.
-    frozen : bool, default=True
-        Whether the network's weights are fixed.
-    """
-
-    def __init__(self, network, frozen=True):
-        super().__init__()
-        self.network = network
-        self.frozen = frozen
-        if frozen:
-            network.requires_grad_(False)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if self.frozen:
-            self.network.eval()
-        return self
-
-
-class PooledNetwork(FrozenOrTrainable):
-    """A pretrained image network whose output is pooled to ``(batch, d)``.
-
-    Parameters
-    ----------
-    network : torch.nn.Module
-        Maps ``(batch, C, H, W)`` images to ``(batch, d)`` or
-        ``(batch, C', h, w)``.
-    frozen : bool, default=True
-        Whether the network's weights are fixed; see
-        :class:`FrozenOrTrainable`.
-    """
-
-    def forward(self, X):
-        return _pool(self.network(X))
-
-
-class SentenceTower(FrozenOrTrainable):
-    """A sentence-transformers model as a tower over padded token ids.
-
-    The batch is cut to its longest row before the model runs, so short
-    texts cost what they hold rather than ``max_length``.
-
-    Parameters
-    ----------
-    network : sentence_transformers.SentenceTransformer
-        Maps ``{"input_ids", "attention_mask"}`` to a dict holding
-        ``"sentence_embedding"``.
-    padding_idx : int
-        The padding id of the ids the tower reads.
-    normalize : bool, default=True
-        Scale each embedding to unit length.
-    frozen : bool, default=True
-        Whether the model's weights are fixed; see
-        :class:`FrozenOrTrainable`.
-    """
-
-    def __init__(self, network, padding_idx, normalize=True, frozen=True):
-        super().__init__(network, frozen=frozen)
-        self.padding_idx = padding_idx
-        self.normalize = normalize
-
-    def forward(self, ids):
-        mask = ids != self.padding_idx
-        filled = mask.any(dim=0).nonzero()
-        width = int(filled[-1]) + 1 if len(filled) else 1
-        ids, mask = ids[:, :width], mask[:, :width].clone()
-        # A row of padding only (empty text, which the fusion estimators
-        # replace with the "missing" embedding) attends to its first id, so
-        # that attention has something to attend to.
-        mask[:, 0] |= ~mask.any(dim=1)
-        features = {"input_ids": ids, "attention_mask": mask.long()}
-        embedding = self.network(features)["sentence_embedding"]
-        if self.normalize:
-            embedding = F.normalize(embedding, dim=1)
-        return embedding
-
-
 class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
     """Encode image columns with a pretrained torch network.
 
@@ -889,7 +785,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
         module = self._build_module()
         try:
             with torch.inference_mode():
-                features = _pool(module(torch.zeros(1, *self.image_shape_)))
+                features = pool_features(module(torch.zeros(1, *self.image_shape_)))
         except RuntimeError as exc:
             raise ValueError(
                 f"The module cannot read images of shape {self.image_shape_} "
@@ -970,7 +866,7 @@ class PretrainedImageEncoder(TransformerMixin, BaseEstimator):
             with torch.inference_mode():
                 for start in range(0, len(flat), self.batch_size):
                     batch = flat[start : start + self.batch_size].to(device)
-                    features[start : start + self.batch_size] = _pool(
+                    features[start : start + self.batch_size] = pool_features(
                         network(batch)
                     ).cpu()
             features = features.reshape(len(images), images.shape[1], -1)

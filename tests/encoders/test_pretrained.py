@@ -12,12 +12,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skmm import FusionClassifier, MultimodalFusion
-from skmm.encoders._pretrained import (
-    PooledNetwork,
-    PretrainedImageEncoder,
-    SentenceTextEncoder,
-    SentenceTower,
-)
+from skmm.encoders._pretrained import PretrainedImageEncoder, SentenceTextEncoder
+from skmm.nn._towers import PooledNetwork, SentenceTower
 from skmm.utils._cache import clear_frozen_cache
 
 # -- SentenceTextEncoder --------------------------------------------------------
