@@ -24,7 +24,7 @@ from _utils import alternate, finish, make_parser, median, row, threads_note, ti
 from sklearn.utils import check_random_state
 
 from skmm import FusionClassifier, ModalityBlocks
-from skmm.nn._network import FusionNetwork
+from skmm.nn._fusion_network import FusionNetwork
 
 TARGET = 1.15
 

@@ -15,19 +15,26 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from skmm._blocks import ModalityBlocks
-from skmm.nn._network import info_nce
+from skmm.nn._losses import info_nce
+from skmm.nn._training import (
+    fit_seeds,
+    make_generator,
+    run_in_batches,
+    seeded_init,
+    train_loop,
+)
+from skmm.utils._atomic import restored_on_failure
 from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import (
     Interval,
     _check_feature_names_in,
+    _fit_context,
     validate_data,
-    validate_params,
 )
 
 __all__ = ["CrossModalAligner"]
@@ -212,6 +219,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the standardisation and train the two projections.
 
@@ -230,30 +238,23 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         self : object
             The fitted aligner.
         """
-        validate_params(self)
-        device = resolve_device(self.device)
-        X_a, X_b = self._check_X(X, reset=True)
-        self.mean_, self.scale_ = zip(_feature_stats(X_a), _feature_stats(X_b))
-
-        rng = check_random_state(self.random_state)
-        init_seed, shuffle_seed = (
-            int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2)
-        )
-        # Modules draw their initial weights from torch's global generator:
-        # seed it inside a fork so that the caller's random state is restored.
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(init_seed)
-            projection_a = _make_projection(
-                X_a.shape[1], self.n_components, self.hidden_dim
+        with restored_on_failure(self):
+            device = resolve_device(self.device)
+            X_a, X_b = self._check_X(X, reset=True)
+            self.mean_, self.scale_ = zip(_feature_stats(X_a), _feature_stats(X_b))
+            init_seed, shuffle_seed = fit_seeds(self.random_state, 2)
+            with seeded_init(init_seed):
+                projection_a = _make_projection(
+                    X_a.shape[1], self.n_components, self.hidden_dim
+                )
+                projection_b = _make_projection(
+                    X_b.shape[1], self.n_components, self.hidden_dim
+                )
+            self.loss_curve_ = self._train(
+                projection_a, projection_b, X_a, X_b, device, shuffle_seed
             )
-            projection_b = _make_projection(
-                X_b.shape[1], self.n_components, self.hidden_dim
-            )
-        self.loss_curve_ = []
-        if self.max_epochs > 0:
-            self._train(projection_a, projection_b, X_a, X_b, device, shuffle_seed)
-        self.projection_a_ = projection_a.cpu().eval()
-        self.projection_b_ = projection_b.cpu().eval()
+            self.projection_a_ = projection_a.cpu().eval()
+            self.projection_b_ = projection_b.cpu().eval()
         return self
 
     def transform(self, X):
@@ -456,32 +457,26 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
 
     def _train(self, projection_a, projection_b, X_a, X_b, device, seed):
         """Train both projections on the InfoNCE loss of shuffled mini-batches."""
-        generator = torch.Generator().manual_seed(seed)
         projection_a.to(device).train()
         projection_b.to(device).train()
-        optimizer = torch.optim.Adam(
+
+        def batch_loss(rows):
+            rows = rows.numpy()
+            z_a = projection_a(self._batch(0, X_a[rows], device))
+            z_b = projection_b(self._batch(1, X_b[rows], device))
+            return info_nce(z_a, z_b, self.temperature)
+
+        return train_loop(
             [*projection_a.parameters(), *projection_b.parameters()],
+            batch_loss,
+            X_a.shape[0],
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
             lr=self.lr,
             weight_decay=self.weight_decay,
+            generator=make_generator(seed),
+            min_batch=2,
         )
-        n_samples = X_a.shape[0]
-        for _ in range(self.max_epochs):
-            order = torch.randperm(n_samples, generator=generator).numpy()
-            total = torch.zeros((), device=device)
-            n_seen = 0
-            for start in range(0, n_samples, self.batch_size):
-                rows = order[start : start + self.batch_size]
-                if len(rows) < 2:
-                    continue
-                z_a = projection_a(self._batch(0, X_a[rows], device))
-                z_b = projection_b(self._batch(1, X_b[rows], device))
-                loss = info_nce(z_a, z_b, self.temperature)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * len(rows)
-                n_seen += len(rows)
-            self.loss_curve_.append(float(total) / n_seen)
 
     def _batch(self, index, X, device):
         X = _standardise(X, self.mean_[index], self.scale_[index])
@@ -490,10 +485,12 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
     def _project(self, index, X):
         """L2-normalised projections of the rows of one modality's block."""
         projection = (self.projection_a_, self.projection_b_)[index]
-        Xt = np.empty((X.shape[0], self.n_components), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], _TRANSFORM_BATCH_SIZE):
-                rows = slice(start, start + _TRANSFORM_BATCH_SIZE)
-                z = projection(self._batch(index, X[rows], "cpu"))
-                Xt[rows] = F.normalize(z, dim=1).numpy()
-        return Xt
+
+        def project(rows):
+            z = projection(self._batch(index, X[rows], "cpu"))
+            return F.normalize(z, dim=1).numpy()
+
+        batches = run_in_batches(project, X.shape[0], _TRANSFORM_BATCH_SIZE)
+        if not batches:
+            return np.empty((0, self.n_components), dtype=np.float32)
+        return np.concatenate(batches)

@@ -7,7 +7,7 @@ Each estimator is a plain scikit-learn estimator that builds a
 loop, callbacks, history and device handling.
 """
 
-import glob
+import inspect
 import numbers
 
 import numpy as np
@@ -17,31 +17,43 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    check_array,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
 from skmm._blocks import ModalityBlocks
+from skmm._targets import (
+    TASK_KINDS,
+    TaskTarget,
+    check_target_column,
+    classification_target,
+    regression_target,
+)
 from skmm.nn._data import BatchIterator, BlockDataset
-from skmm.nn._net import FusionNeuralNet
-from skmm.nn._network import FUSION_STRATEGIES, FusionNetwork, MultiTaskLoss
+from skmm.nn._fusion_layers import FUSION_STRATEGIES
+from skmm.nn._fusion_network import FusionNetwork
+from skmm.nn._losses import MultiTaskLoss
+from skmm.nn._skorch_net import FusionNeuralNet
+from skmm.nn._training import (
+    fit_seeds,
+    make_generator,
+    run_in_batches,
+    seeded_init,
+    stochastic_layers,
+)
+from skmm.utils._atomic import restored_on_failure
 from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
     _check_sample_weight,
+    _fit_context,
     validate_data,
-    validate_params,
 )
+
+__all__ = ["FusionClassifier", "FusionMultiTask", "FusionRegressor"]
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD,
@@ -141,7 +153,13 @@ def _shared_attributes_doc(extra=""):
 
 
 class _BaseFusionEstimator(BaseEstimator):
-    """Shared machinery of the fusion estimators."""
+    """Shared machinery of the fusion estimators.
+
+    ``fit`` is written once here: validate the parameters and the blocks,
+    encode the targets (the subclass's :meth:`_encode_targets`), train, and
+    keep what decoding the predictions needs. A fit that fails or is
+    interrupted leaves the estimator as it was.
+    """
 
     _parameter_constraints = {
         "fusion": [StrOptions(set(FUSION_STRATEGIES))],
@@ -169,6 +187,81 @@ class _BaseFusionEstimator(BaseEstimator):
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
+
+    def __init__(
+        self,
+        *,
+        fusion="concat",
+        hidden_dim=64,
+        dropout=0.1,
+        rank=4,
+        tensor_dim=8,
+        modality_dropout=0.0,
+        shared_space=None,
+        alignment_weight=0.0,
+        temperature=0.1,
+        max_epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_kwargs=None,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=None,
+        callbacks=None,
+        device="auto",
+        verbose=0,
+        random_state=None,
+    ):
+        self.fusion = fusion
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.rank = rank
+        self.tensor_dim = tensor_dim
+        self.modality_dropout = modality_dropout
+        self.shared_space = shared_space
+        self.alignment_weight = alignment_weight
+        self.temperature = temperature
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.callbacks = callbacks
+        self.device = device
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # -- the subclass's part ---------------------------------------------------
+
+    def _encode_targets(self, y, n_samples):
+        """Return ``{task: TaskTarget}`` for ``y``; raise on a bad target."""
+        raise NotImplementedError
+
+    def _loss_options(self, targets):
+        """Extra arguments of :class:`~skmm.nn.MultiTaskLoss`."""
+        return {}
+
+    def _set_target_attributes(self, targets):
+        """Set the public fitted attributes that describe the targets."""
+
+    # -- fit -----------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight):
+        with restored_on_failure(self):
+            blocks = self._check_blocks(X, reset=True)
+            targets = self._encode_targets(y, len(blocks))
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(
+                    sample_weight, np.empty(len(blocks))
+                )
+            self.net_ = self._train(blocks, targets, sample_weight)
+            self._targets = {task: t.without_values() for task, t in targets.items()}
+            self._set_target_attributes(self._targets)
+        return self
 
     # -- input -------------------------------------------------------------
 
@@ -201,37 +294,24 @@ class _BaseFusionEstimator(BaseEstimator):
             self.block_specs_ = dict(blocks.specs)
         return blocks
 
-    @staticmethod
-    def _check_lengths(blocks, y):
-        if len(y) != len(blocks):
-            raise ValueError(
-                f"X has {len(blocks)} rows but y has {len(y)}; they must match."
-            )
-
     # -- training ------------------------------------------------------------
 
-    def _train(
-        self,
-        blocks,
-        targets,
-        tasks,
-        head_sizes,
-        sample_weight,
-        class_weights=None,
-        stratify=None,
-        task_weights=None,
-        uncertainty=False,
-    ):
+    def _train(self, blocks, targets, sample_weight):
+        """Build the network for ``blocks`` and ``targets``; return the fitted net."""
         self.device_ = str(resolve_device(self.device))
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        dataset = BlockDataset(blocks, targets, sample_weight)
+        (seed,) = fit_seeds(self.random_state, 1)
+        tasks = {task: t.kind for task, t in targets.items()}
+        dataset = BlockDataset(
+            blocks, {task: t.values for task, t in targets.items()}, sample_weight
+        )
+        stratify = next(
+            (t.values for t in targets.values() if t.kind == "classification"), None
+        )
         train_ds, valid_ds = self._split(dataset, seed, stratify)
-        devices = [] if self.device_ == "cpu" else None
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded_init(seed):
             module = FusionNetwork(
                 blocks.specs,
-                head_sizes,
+                {task: t.head_size for task, t in targets.items()},
                 fusion=self.fusion,
                 hidden_dim=self.hidden_dim,
                 dropout=self.dropout,
@@ -241,50 +321,45 @@ class _BaseFusionEstimator(BaseEstimator):
                 alignment_weight=self.alignment_weight,
                 temperature=self.temperature,
             )
-            criterion = MultiTaskLoss(
-                tasks,
-                task_weights=task_weights,
-                class_weights=class_weights,
-                uncertainty=uncertainty,
-            )
-            net = FusionNeuralNet(
-                module=module,
-                criterion=criterion,
-                optimizer=OPTIMIZERS.get(self.optimizer, self.optimizer),
-                lr=self.lr,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                iterator_train=BatchIterator,
-                iterator_valid=BatchIterator,
-                iterator_train__shuffle=True,
-                iterator_train__generator=torch.Generator().manual_seed(seed),
-                iterator_train__pin_memory=self.device_ != "cpu",
-                train_split=None if valid_ds is None else predefined_split(valid_ds),
-                callbacks=self._callbacks(valid_ds is not None),
-                device=self.device_,
-                verbose=int(self.verbose),
-                **{
-                    f"optimizer__{k}": v
-                    for k, v in self._optimizer_params(blocks.specs).items()
-                },
-            )
+            criterion = MultiTaskLoss(tasks, **self._loss_options(targets))
+        net = FusionNeuralNet(
+            module=module,
+            criterion=criterion,
+            optimizer=OPTIMIZERS.get(self.optimizer, self.optimizer),
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=BatchIterator,
+            iterator_valid=BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_train__generator=make_generator(seed),
+            iterator_train__pin_memory=self.device_ != "cpu",
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
+            callbacks=self._callbacks(valid_ds is not None),
+            device=self.device_,
+            verbose=int(self.verbose),
+            **{
+                f"optimizer__{k}": v
+                for k, v in self._optimizer_params(module, blocks.specs).items()
+            },
+        )
+        with stochastic_layers(make_generator(seed, self.device_)):
             net.fit(train_ds, y=None)
         # The validation rows and the shuffling state are fit-time scratch.
         net.train_split = None
         net.iterator_train__generator = None
-        self.net_ = net
-        return self
+        return net
 
-    def _optimizer_params(self, specs):
+    def _optimizer_params(self, module, specs):
         """Optimizer arguments, with a parameter group per tower ``lr``."""
         params = {"weight_decay": self.weight_decay, **(self.optimizer_kwargs or {})}
-        groups = [
-            # The pretrained network inside ProjectedTower, not the new
-            # projection after it, which trains at the estimator's lr.
-            (f"towers.{glob.escape(name)}.tower.*", {"lr": spec.lr})
-            for name, spec in specs.items()
-            if spec.tower is not None and spec.trainable and spec.lr is not None
-        ]
+        groups = module.param_groups(
+            {
+                name: spec.lr
+                for name, spec in specs.items()
+                if spec.tower is not None and spec.trainable and spec.lr is not None
+            }
+        )
         if groups:
             params["param_groups"] = [*params.get("param_groups", []), *groups]
         return params
@@ -331,16 +406,16 @@ class _BaseFusionEstimator(BaseEstimator):
     def _run(self, X, step):
         """Apply ``step(module, batch)`` to every batch of ``X``, in eval mode."""
         check_is_fitted(self, "net_")
-        blocks = self._check_blocks(X, reset=False)
-        module = self.net_.module_
-        device = self.net_.device
-        module.eval()
-        dataset = BlockDataset(blocks)
-        with torch.inference_mode():
-            return [
-                step(module, {k: v.to(device) for k, v in Xb.items()})
-                for Xb, _ in BatchIterator(dataset, batch_size=_PREDICT_BATCH_SIZE)
-            ]
+        dataset = BlockDataset(self._check_blocks(X, reset=False))
+        module, device = self.net_.module_, self.net_.device
+
+        def run_batch(rows):
+            Xb, _ = dataset.batch(rows)
+            return step(module, {k: v.to(device) for k, v in Xb.items()})
+
+        return run_in_batches(
+            run_batch, len(dataset), _PREDICT_BATCH_SIZE, modules=[module]
+        )
 
     def _forward(self, X):
         outputs = self._run(X, lambda module, Xb: module(**Xb))
@@ -385,9 +460,7 @@ class _BaseFusionEstimator(BaseEstimator):
             raise ValueError(
                 f"gate_values needs fusion='gated'; this model uses {self.fusion!r}."
             )
-        outputs = self._run(
-            X, lambda module, Xb: module.fusion.gates(module.embed(**Xb)).mean(dim=2)
-        )
+        outputs = self._run(X, lambda module, Xb: module.gates(**Xb))
         values = torch.cat(outputs).float().cpu().numpy()
         return pd.DataFrame(values, columns=list(self.block_specs_))
 
@@ -396,6 +469,23 @@ class _BaseFusionEstimator(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = self.device != "cpu"
         return tags
+
+
+def _extends_base_init(init):
+    """Give a subclass ``__init__`` the signature of its own and the base parameters.
+
+    The subclass writes only its own parameters and passes the rest to
+    ``_BaseFusionEstimator.__init__``; scikit-learn's ``get_params`` reads
+    the parameters from this signature.
+    """
+    own = [
+        p
+        for p in inspect.signature(init).parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
+    base = list(inspect.signature(_BaseFusionEstimator.__init__).parameters.values())
+    init.__signature__ = inspect.Signature(own + base[1:])
+    return init
 
 
 def _check_finite_blocks(blocks):
@@ -411,19 +501,6 @@ def _check_finite_blocks(blocks):
 
 def _silent(*args, **kwargs):
     """A sink that drops messages."""
-
-
-def _column_or_1d_targets(y, n_samples):
-    if y is None:
-        raise ValueError(
-            "This estimator requires y to be passed, but the target y is None."
-        )
-    y = check_array(
-        y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y"
-    )
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {len(y)}; they must match.")
-    return y
 
 
 class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
@@ -472,55 +549,12 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(
-        self,
-        *,
-        fusion="concat",
-        hidden_dim=64,
-        dropout=0.1,
-        rank=4,
-        tensor_dim=8,
-        modality_dropout=0.0,
-        shared_space=None,
-        alignment_weight=0.0,
-        temperature=0.1,
-        max_epochs=20,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adam",
-        optimizer_kwargs=None,
-        weight_decay=0.0,
-        early_stopping=False,
-        validation_fraction=None,
-        class_weight=None,
-        callbacks=None,
-        device="auto",
-        verbose=0,
-        random_state=None,
-    ):
-        self.fusion = fusion
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        self.rank = rank
-        self.tensor_dim = tensor_dim
-        self.modality_dropout = modality_dropout
-        self.shared_space = shared_space
-        self.alignment_weight = alignment_weight
-        self.temperature = temperature
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.optimizer_kwargs = optimizer_kwargs
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
+    @_extends_base_init
+    def __init__(self, *, class_weight=None, **params):
+        super().__init__(**params)
         self.class_weight = class_weight
-        self.callbacks = callbacks
-        self.device = device
-        self.verbose = verbose
-        self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train the network on ``X`` and the labels ``y``.
 
@@ -537,41 +571,28 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
         -------
         self : FusionClassifier
         """
-        validate_params(self)
-        blocks = self._check_blocks(X, reset=True)
-        y = _column_or_1d_targets(y, len(blocks))
+        return self._fit(X, y, sample_weight)
+
+    def _encode_targets(self, y, n_samples):
+        y = check_target_column(y, n_samples)
         if y.ndim == 2 and y.shape[1] != 1:
             raise ValueError(
                 f"y must be 1-D for FusionClassifier, got shape {y.shape}; use "
                 "FusionMultiTask for several targets."
             )
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "FusionClassifier needs at least 2 classes in y, got 1 class: "
-                f"{self.classes_[0]!r}."
-            )
-        y_idx = encoder.transform(y)
-        class_weights = None
-        if self.class_weight is not None:
-            weights = compute_class_weight(
-                self.class_weight, classes=self.classes_, y=y
-            )
-            class_weights = {"y": torch.as_tensor(weights, dtype=torch.float32)}
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
-        return self._train(
-            blocks,
-            {"y": y_idx},
-            {"y": "classification"},
-            {"y": len(self.classes_)},
-            sample_weight,
-            class_weights=class_weights,
-            stratify=y_idx,
+        return {"y": classification_target(column_or_1d(y, warn=True), "y")}
+
+    def _loss_options(self, targets):
+        if self.class_weight is None:
+            return {}
+        target = targets["y"]
+        weights = compute_class_weight(
+            self.class_weight, classes=target.classes, y=target.classes[target.values]
         )
+        return {"class_weights": {"y": torch.as_tensor(weights, dtype=torch.float32)}}
+
+    def _set_target_attributes(self, targets):
+        self.classes_ = targets["y"].classes
 
     def predict_proba(self, X):
         """Class probabilities of each row.
@@ -586,8 +607,7 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
         y_proba : ndarray of shape (n_samples, n_classes)
             Probabilities, columns in the order of ``classes_``.
         """
-        logits = self._forward(X)["y"]
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return TaskTarget.probabilities(self._forward(X)["y"])
 
     def predict(self, X):
         """Predicted class label of each row.
@@ -603,7 +623,7 @@ class FusionClassifier(ClassifierMixin, _BaseFusionEstimator):
             Labels from ``classes_``.
         """
         scores = self._forward(X)["y"]
-        return self.classes_[np.argmax(scores, axis=1)]
+        return self._targets["y"].decode(scores)
 
 
 class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
@@ -644,53 +664,7 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
     """
     )
 
-    def __init__(
-        self,
-        *,
-        fusion="concat",
-        hidden_dim=64,
-        dropout=0.1,
-        rank=4,
-        tensor_dim=8,
-        modality_dropout=0.0,
-        shared_space=None,
-        alignment_weight=0.0,
-        temperature=0.1,
-        max_epochs=20,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adam",
-        optimizer_kwargs=None,
-        weight_decay=0.0,
-        early_stopping=False,
-        validation_fraction=None,
-        callbacks=None,
-        device="auto",
-        verbose=0,
-        random_state=None,
-    ):
-        self.fusion = fusion
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        self.rank = rank
-        self.tensor_dim = tensor_dim
-        self.modality_dropout = modality_dropout
-        self.shared_space = shared_space
-        self.alignment_weight = alignment_weight
-        self.temperature = temperature
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.optimizer_kwargs = optimizer_kwargs
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.callbacks = callbacks
-        self.device = device
-        self.verbose = verbose
-        self.random_state = random_state
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train the network on ``X`` and the targets ``y``.
 
@@ -707,24 +681,15 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         -------
         self : FusionRegressor
         """
-        validate_params(self)
-        blocks = self._check_blocks(X, reset=True)
-        y = _column_or_1d_targets(y, len(blocks)).astype(np.float64)
+        return self._fit(X, y, sample_weight)
+
+    def _encode_targets(self, y, n_samples):
+        y = check_target_column(y, n_samples).astype(np.float64)
         self._y_1d = y.ndim == 1
-        y2 = y.reshape(len(y), -1)
-        self.n_outputs_ = y2.shape[1]
-        self._y_mean = y2.mean(axis=0)
-        scale = y2.std(axis=0)
-        self._y_scale = np.where(scale > 0, scale, 1.0)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
-        return self._train(
-            blocks,
-            {"y": (y2 - self._y_mean) / self._y_scale},
-            {"y": "regression"},
-            {"y": self.n_outputs_},
-            sample_weight,
-        )
+        return {"y": regression_target(y)}
+
+    def _set_target_attributes(self, targets):
+        self.n_outputs_ = targets["y"].head_size
 
     def predict(self, X):
         """Predicted target of each row.
@@ -739,17 +704,14 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predictions, in the units of ``y``.
         """
-        y_pred = self._forward(X)["y"].astype(np.float64)
-        y_pred = y_pred * self._y_scale + self._y_mean
+        y_pred = self._forward(X)["y"]
+        y_pred = self._targets["y"].decode(y_pred)
         return y_pred.ravel() if self._y_1d else y_pred
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-
-TASK_KINDS = ("classification", "regression")
 
 
 def _has_classification_task(estimator):
@@ -814,58 +776,34 @@ class FusionMultiTask(_BaseFusionEstimator):
         "uncertainty_weighting": ["boolean"],
     }
 
+    @_extends_base_init
     def __init__(
-        self,
-        tasks,
-        *,
-        task_weights=None,
-        uncertainty_weighting=False,
-        fusion="concat",
-        hidden_dim=64,
-        dropout=0.1,
-        rank=4,
-        tensor_dim=8,
-        modality_dropout=0.0,
-        shared_space=None,
-        alignment_weight=0.0,
-        temperature=0.1,
-        max_epochs=20,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adam",
-        optimizer_kwargs=None,
-        weight_decay=0.0,
-        early_stopping=False,
-        validation_fraction=None,
-        callbacks=None,
-        device="auto",
-        verbose=0,
-        random_state=None,
+        self, tasks, *, task_weights=None, uncertainty_weighting=False, **params
     ):
+        super().__init__(**params)
         self.tasks = tasks
         self.task_weights = task_weights
         self.uncertainty_weighting = uncertainty_weighting
-        self.fusion = fusion
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        self.rank = rank
-        self.tensor_dim = tensor_dim
-        self.modality_dropout = modality_dropout
-        self.shared_space = shared_space
-        self.alignment_weight = alignment_weight
-        self.temperature = temperature
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.optimizer_kwargs = optimizer_kwargs
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.callbacks = callbacks
-        self.device = device
-        self.verbose = verbose
-        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X`` and every task's target.
+
+        Parameters
+        ----------
+        X : ModalityBlocks or array-like of shape (n_samples, n_features)
+            Modality blocks from a MultimodalFusion, or one feature matrix.
+        y : DataFrame or array-like of shape (n_samples, n_tasks)
+            One column per task (named as in ``tasks`` for a DataFrame, in
+            the order of ``tasks`` otherwise). A 1-D array for a single task.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in every task's loss.
+
+        Returns
+        -------
+        self : FusionMultiTask
+        """
+        return self._fit(X, y, sample_weight)
 
     def _check_tasks(self):
         if not self.tasks:
@@ -883,8 +821,8 @@ class FusionMultiTask(_BaseFusionEstimator):
             )
         return dict(self.tasks)
 
-    def _split_targets(self, y, n_samples):
-        names = list(self.tasks_)
+    def _split_targets(self, y, n_samples, tasks):
+        names = list(tasks)
         if y is None:
             raise ValueError(
                 "This estimator requires y to be passed, but the target y is None."
@@ -914,68 +852,33 @@ class FusionMultiTask(_BaseFusionEstimator):
             columns = {name: y[:, j] for j, name in enumerate(names)}
         out = {}
         for name, values in columns.items():
-            if self.tasks_[name] == "regression":
+            if tasks[name] == "regression":
                 values = np.asarray(values, dtype=np.float64)
-            values = _column_or_1d_targets(values, n_samples)
-            if values.dtype == object and pd.isna(values).any():
+            elif values.dtype == object and pd.isna(values).any():
                 raise ValueError(f"Target {name!r} contains missing values.")
-            out[name] = values
+            out[name] = check_target_column(values, n_samples, name)
         return out
 
-    def fit(self, X, y, sample_weight=None):
-        """Train the network on ``X`` and every task's target.
+    def _encode_targets(self, y, n_samples):
+        tasks = self._check_tasks()
+        return {
+            name: classification_target(values, name)
+            if tasks[name] == "classification"
+            else regression_target(values)
+            for name, values in self._split_targets(y, n_samples, tasks).items()
+        }
 
-        Parameters
-        ----------
-        X : ModalityBlocks or array-like of shape (n_samples, n_features)
-            Modality blocks from a MultimodalFusion, or one feature matrix.
-        y : DataFrame or array-like of shape (n_samples, n_tasks)
-            One column per task (named as in ``tasks`` for a DataFrame, in
-            the order of ``tasks`` otherwise). A 1-D array for a single task.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each row in every task's loss.
+    def _loss_options(self, targets):
+        return {
+            "task_weights": self.task_weights,
+            "uncertainty": self.uncertainty_weighting,
+        }
 
-        Returns
-        -------
-        self : FusionMultiTask
-        """
-        validate_params(self)
-        self.tasks_ = self._check_tasks()
-        blocks = self._check_blocks(X, reset=True)
-        columns = self._split_targets(y, len(blocks))
-        self.classes_ = {}
-        self._target_stats = {}
-        targets, head_sizes, stratify = {}, {}, None
-        for name, values in columns.items():
-            if self.tasks_[name] == "classification":
-                check_classification_targets(values)
-                encoder = LabelEncoder().fit(values)
-                if len(encoder.classes_) < 2:
-                    raise ValueError(
-                        f"Classification task {name!r} needs at least 2 classes."
-                    )
-                self.classes_[name] = encoder.classes_
-                targets[name] = encoder.transform(values)
-                head_sizes[name] = len(encoder.classes_)
-                stratify = targets[name] if stratify is None else stratify
-            else:
-                mean, scale = values.mean(), values.std()
-                scale = scale if scale > 0 else 1.0
-                self._target_stats[name] = (mean, scale)
-                targets[name] = (values - mean) / scale
-                head_sizes[name] = 1
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, np.empty(len(blocks)))
-        return self._train(
-            blocks,
-            targets,
-            self.tasks_,
-            head_sizes,
-            sample_weight,
-            stratify=stratify,
-            task_weights=self.task_weights,
-            uncertainty=self.uncertainty_weighting,
-        )
+    def _set_target_attributes(self, targets):
+        self.tasks_ = {task: t.kind for task, t in targets.items()}
+        self.classes_ = {
+            task: t.classes for task, t in targets.items() if t.kind == "classification"
+        }
 
     def predict(self, X):
         """Predict every task.
@@ -993,12 +896,9 @@ class FusionMultiTask(_BaseFusionEstimator):
         """
         outputs = self._forward(X)
         columns = {}
-        for name, kind in self.tasks_.items():
-            if kind == "classification":
-                columns[name] = self.classes_[name][np.argmax(outputs[name], axis=1)]
-            else:
-                mean, scale = self._target_stats[name]
-                columns[name] = outputs[name][:, 0].astype(np.float64) * scale + mean
+        for name, target in self._targets.items():
+            y_pred = target.decode(outputs[name])
+            columns[name] = y_pred if y_pred.ndim == 1 else y_pred[:, 0]
         return pd.DataFrame(columns)
 
     @available_if(_has_classification_task)
@@ -1016,10 +916,7 @@ class FusionMultiTask(_BaseFusionEstimator):
             Per classification task, columns in the order of ``classes_[task]``.
         """
         outputs = self._forward(X)
-        return {
-            name: torch.softmax(torch.from_numpy(outputs[name]), dim=1).numpy()
-            for name in self.classes_
-        }
+        return {name: TaskTarget.probabilities(outputs[name]) for name in self.classes_}
 
     def score(self, X, y, sample_weight=None):
         """Mean of the per-task scores: accuracy or R², one per task.
@@ -1038,7 +935,7 @@ class FusionMultiTask(_BaseFusionEstimator):
         score : float
         """
         y_pred = self.predict(X)
-        columns = self._split_targets(y, len(y_pred))
+        columns = self._split_targets(y, len(y_pred), self.tasks_)
         scores = []
         for name, kind in self.tasks_.items():
             metric = accuracy_score if kind == "classification" else r2_score

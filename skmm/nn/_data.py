@@ -14,6 +14,8 @@ import torch
 from scipy import sparse
 from torch.utils.data import Dataset
 
+__all__ = ["BatchIterator", "BlockDataset", "input_statistics"]
+
 
 def _block_tensor(X, spec):
     if sparse.issparse(X):
@@ -135,3 +137,54 @@ class BatchIterator:
                 Xb = {k: v.pin_memory() for k, v in Xb.items()}
                 yb = {k: v.pin_memory() for k, v in yb.items()}
             yield Xb, yb
+
+
+def _scales_inputs(spec):
+    # Only feature vectors that skmm's own MLP reads: image pixels come
+    # standardised from their encoder, token ids are not magnitudes, and a
+    # network an encoder hands over expects its encoder's scale.
+    return spec.kind == "dense" and spec.tower is None
+
+
+def input_statistics(dataset, specs):
+    """Shift and scale that bring each feature block to a sane scale.
+
+    Dense blocks are standardised per column with the mean and standard
+    deviation of their rows that hold data (all-zero rows encode a missing
+    value and keep being recognised as such before scaling). A sparse block
+    stays sparse: it is only divided by the root mean square norm of its
+    rows, so that an L2-normalised TF-IDF block keeps its scale and a block
+    of raw counts gets the same one.
+
+    Parameters
+    ----------
+    dataset : BlockDataset
+        The training rows.
+    specs : dict of str to BlockSpec
+        The blocks.
+
+    Returns
+    -------
+    stats : dict of str to (ndarray, ndarray)
+        ``(shift, scale)`` per scaled block: per column for a dense block,
+        a single value for a sparse one.
+    """
+    stats = {}
+    for name, X in dataset.X.items():
+        if not _scales_inputs(specs[name]):
+            continue
+        if sparse.issparse(X):
+            sq_norms = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+            present = sq_norms > 0
+            rms = np.sqrt(sq_norms[present].mean()) if present.any() else 1.0
+            stats[name] = (np.zeros(1), np.array([rms if rms > 0 else 1.0]))
+            continue
+        values = X.numpy().astype(np.float64)
+        present = (values != 0).any(axis=1)
+        if present.any():
+            values = values[present]
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
+        constant = std <= 1e-8 * np.maximum(1.0, np.abs(mean))
+        stats[name] = (mean, np.where(constant, 1.0, std))
+    return stats

@@ -4,10 +4,29 @@ Every layer takes a list of ``M`` modality embeddings, each of shape
 ``(batch, in_features)``, and returns the shared representation ``h`` of shape
 ``(batch, out_features)``, except :class:`LateFusion`, which combines the
 predictions of one head per modality (decision-level fusion).
+
+:data:`FUSION_LAYERS` maps each ``fusion=`` name of the estimators to its
+class; a class lists in ``options`` the estimator parameters it takes, and
+``decision_level`` is true for a layer that returns the task outputs itself
+(it then gets the ``head_sizes``) instead of a shared representation.
 """
 
 import torch
 from torch import nn
+
+from skmm.nn._training import Dropout
+
+__all__ = [
+    "FUSION_LAYERS",
+    "FUSION_STRATEGIES",
+    "AttentionFusion",
+    "ConcatFusion",
+    "GatedFusion",
+    "LateFusion",
+    "LowRankFusion",
+    "TensorFusion",
+    "build_fusion_layer",
+]
 
 
 class ConcatFusion(nn.Module):
@@ -22,6 +41,9 @@ class ConcatFusion(nn.Module):
     out_features : int
         Width of ``h``.
     """
+
+    options = ()
+    decision_level = False
 
     def __init__(self, n_modalities, in_features, out_features):
         super().__init__()
@@ -47,6 +69,9 @@ class GatedFusion(nn.Module):
     out_features : int
         Width of ``h`` and of each gate vector.
     """
+
+    options = ()
+    decision_level = False
 
     def __init__(self, n_modalities, in_features, out_features):
         super().__init__()
@@ -92,6 +117,9 @@ class AttentionFusion(nn.Module):
         Dropout inside the transformer layers.
     """
 
+    options = ("dropout",)
+    decision_level = False
+
     def __init__(
         self,
         n_modalities,
@@ -114,6 +142,13 @@ class AttentionFusion(nn.Module):
             dropout=dropout,
             batch_first=True,
         )
+        # Dropout draws from the fit's own generator (skmm.nn._training); the
+        # attention weights themselves are not dropped, as torch would draw
+        # that mask from the process-wide generator.
+        layer.self_attn.dropout = 0.0
+        layer.dropout = Dropout(dropout)
+        layer.dropout1 = Dropout(dropout)
+        layer.dropout2 = Dropout(dropout)
         self.encoder = nn.TransformerEncoder(
             layer, num_layers=n_layers, enable_nested_tensor=False
         )
@@ -148,6 +183,9 @@ class TensorFusion(nn.Module):
         Width of each projected embedding before the outer product.
     """
 
+    options = ("tensor_dim",)
+    decision_level = False
+
     def __init__(self, n_modalities, in_features, out_features, tensor_dim=8):
         super().__init__()
         self.projections = nn.ModuleList(
@@ -181,6 +219,9 @@ class LowRankFusion(nn.Module):
     rank : int, default=4
         Rank of the factorisation.
     """
+
+    options = ("rank",)
+    decision_level = False
 
     def __init__(self, n_modalities, in_features, out_features, rank=4):
         super().__init__()
@@ -230,13 +271,16 @@ class LateFusion(nn.Module):
         Dropout after each modality's hidden layer.
     """
 
+    options = ("dropout",)
+    decision_level = True
+
     def __init__(
-        self, n_modalities, in_features, hidden_features, head_sizes, dropout=0.0
+        self, n_modalities, in_features, hidden_features, *, head_sizes, dropout=0.0
     ):
         super().__init__()
         self.hidden = nn.ModuleList(
             nn.Sequential(
-                nn.Linear(in_features, hidden_features), nn.ReLU(), nn.Dropout(dropout)
+                nn.Linear(in_features, hidden_features), nn.ReLU(), Dropout(dropout)
             )
             for _ in range(n_modalities)
         )
@@ -267,3 +311,46 @@ class LateFusion(nn.Module):
                     else outputs[task] + contribution
                 )
         return outputs
+
+
+FUSION_LAYERS = {
+    "concat": ConcatFusion,
+    "late": LateFusion,
+    "gated": GatedFusion,
+    "attention": AttentionFusion,
+    "tensor": TensorFusion,
+    "lowrank": LowRankFusion,
+}
+FUSION_STRATEGIES = tuple(FUSION_LAYERS)
+
+
+def build_fusion_layer(fusion, n_modalities, hidden_dim, head_sizes, **options):
+    """Build the fusion layer named ``fusion``, one of :data:`FUSION_STRATEGIES`.
+
+    Parameters
+    ----------
+    fusion : str
+        The strategy.
+    n_modalities : int
+        Number of modality embeddings.
+    hidden_dim : int
+        Width of the embeddings and of the shared representation.
+    head_sizes : dict of str to int
+        Output width of each task head (for a decision-level layer).
+    **options
+        Estimator parameters; the layer takes those in its ``options``.
+
+    Returns
+    -------
+    layer : torch.nn.Module
+    """
+    try:
+        cls = FUSION_LAYERS[fusion]
+    except KeyError:
+        raise ValueError(
+            f"fusion must be one of {FUSION_STRATEGIES}, got {fusion!r}."
+        ) from None
+    kwargs = {name: options[name] for name in cls.options if name in options}
+    if cls.decision_level:
+        kwargs["head_sizes"] = head_sizes
+    return cls(n_modalities, hidden_dim, hidden_dim, **kwargs)

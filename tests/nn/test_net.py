@@ -8,8 +8,9 @@ from skorch.helper import predefined_split
 
 from skmm import ModalityBlocks
 from skmm.nn._data import BatchIterator, BlockDataset
-from skmm.nn._net import FusionNeuralNet
-from skmm.nn._network import FusionNetwork, MultiTaskLoss
+from skmm.nn._fusion_network import FusionNetwork
+from skmm.nn._losses import MultiTaskLoss
+from skmm.nn._skorch_net import FusionNeuralNet
 
 
 class _CountBatches(Callback):

@@ -1,0 +1,108 @@
+"""Targets of the fusion estimators: encoded for training, decoded on predict.
+
+Every task of a fusion estimator is a :class:`TaskTarget`: class labels
+encoded as indices (decoded by argmax), or values standardised per column
+(decoded by the inverse map). ``FusionClassifier`` has one classification
+task, ``FusionRegressor`` one regression task (of one or several columns),
+``FusionMultiTask`` one task per target column.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array
+
+__all__ = [
+    "TASK_KINDS",
+    "TaskTarget",
+    "check_target_column",
+    "classification_target",
+    "regression_target",
+]
+
+TASK_KINDS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class TaskTarget:
+    """One task's target, encoded, and what decoding its head's output needs.
+
+    Parameters
+    ----------
+    kind : {"classification", "regression"}
+        The task.
+    values : ndarray
+        Class indices, or standardised values of shape ``(n, n_outputs)``.
+    classes : ndarray, default=None
+        Class labels, in the order of the head's outputs.
+    mean, scale : ndarray, default=None
+        Per-column standardisation of a regression target.
+    """
+
+    kind: str
+    values: np.ndarray
+    classes: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @property
+    def head_size(self):
+        """Output width of the task's head."""
+        if self.kind == "classification":
+            return len(self.classes)
+        return len(self.mean)
+
+    def without_values(self):
+        """The decoding information only, to keep in a fitted estimator."""
+        return TaskTarget(self.kind, None, self.classes, self.mean, self.scale)
+
+    def decode(self, output):
+        """Labels (argmax) or values in the target's units, from head outputs."""
+        if self.kind == "classification":
+            return self.classes[np.argmax(output, axis=1)]
+        return output.astype(np.float64) * self.scale + self.mean
+
+    @staticmethod
+    def probabilities(output):
+        """Softmax of a classification head's logits."""
+        return torch.softmax(torch.from_numpy(output), dim=1).numpy()
+
+
+def check_target_column(y, n_samples, name="y"):
+    """Check a target's rows: present, finite, as many as ``X``'s."""
+    if y is None:
+        raise ValueError(
+            "This estimator requires y to be passed, but the target y is None."
+        )
+    y = check_array(
+        y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name=name
+    )
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {len(y)}; they must match.")
+    return y
+
+
+def classification_target(y, what="y"):
+    """Encode class labels as indices; ``what`` names the target in errors."""
+    if y.dtype == object and pd.isna(y).any():
+        raise ValueError(f"Target {what!r} contains missing values.")
+    check_classification_targets(y)
+    encoder = LabelEncoder().fit(y)
+    if len(encoder.classes_) < 2:
+        raise ValueError(
+            f"{what} needs at least 2 classes, got 1 class: {encoder.classes_[0]!r}."
+        )
+    return TaskTarget("classification", encoder.transform(y), classes=encoder.classes_)
+
+
+def regression_target(y):
+    """Standardise each column of a 1-D or 2-D numeric target."""
+    y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    mean = y2.mean(axis=0)
+    scale = y2.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return TaskTarget("regression", (y2 - mean) / scale, mean=mean, scale=scale)

@@ -1,0 +1,94 @@
+"""Losses: the multi-task loss of the fusion estimators and InfoNCE."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["MultiTaskLoss", "info_nce"]
+
+
+def info_nce(a, b, temperature):
+    """Symmetric InfoNCE between paired rows of ``a`` and ``b``.
+
+    Row ``i`` of ``a`` and row ``i`` of ``b`` are a positive pair; every other
+    row of the batch is a negative.
+    """
+    a = F.normalize(a, dim=1)
+    b = F.normalize(b, dim=1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+class MultiTaskLoss(nn.Module):
+    """Weighted sum of per-task losses, with optional sample weights.
+
+    Cross-entropy for classification tasks, mean squared error for regression
+    tasks. With ``uncertainty=True`` the task weights are learned as in Kendall
+    et al. (2018): ``sum_t exp(-s_t) * L_t + s_t`` (with a factor 1/2 on the
+    regression terms), ``s_t`` a learned log-variance per task.
+
+    ``y_true`` is a dict with one tensor per task and, optionally,
+    ``"sample_weight"``.
+
+    Parameters
+    ----------
+    tasks : dict of str to {"classification", "regression"}
+        The task of each head.
+    task_weights : dict of str to float, default=None
+        Fixed weight of each task's loss; 1.0 where missing.
+    class_weights : dict of str to Tensor, default=None
+        Per-class weights of a classification task's cross-entropy.
+    uncertainty : bool, default=False
+        Learn the task weights from the data.
+    """
+
+    def __init__(self, tasks, task_weights=None, class_weights=None, uncertainty=False):
+        super().__init__()
+        self.tasks = dict(tasks)
+        self.task_weights = {t: float((task_weights or {}).get(t, 1.0)) for t in tasks}
+        # Buffers, so they follow the module to the training device.
+        self._class_weighted = []
+        for i, (task, weight) in enumerate((class_weights or {}).items()):
+            self.register_buffer(f"class_weight_{i}", weight.float())
+            self._class_weighted.append(task)
+        self.uncertainty = uncertainty
+        if uncertainty:
+            self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))
+
+    def per_task(self, y_pred, y_true):
+        """Per-sample loss of each task, ``{task: (batch,) tensor}``."""
+        losses = {}
+        for task, kind in self.tasks.items():
+            pred, target = y_pred[task], y_true[task]
+            if kind == "classification":
+                weight = (
+                    getattr(self, f"class_weight_{self._class_weighted.index(task)}")
+                    if task in self._class_weighted
+                    else None
+                )
+                losses[task] = F.cross_entropy(
+                    pred.float(), target.long(), weight=weight, reduction="none"
+                )
+            else:
+                diff = (pred.float() - target.float().view_as(pred)) ** 2
+                losses[task] = diff.mean(dim=1) if diff.ndim > 1 else diff
+        return losses
+
+    def forward(self, y_pred, y_true):
+        sample_weight = y_true.get("sample_weight")
+        total = y_pred.get("_alignment")
+        for i, (task, loss) in enumerate(self.per_task(y_pred, y_true).items()):
+            if sample_weight is None:
+                loss = loss.mean()
+            else:
+                loss = (loss * sample_weight).sum() / sample_weight.sum().clamp_min(
+                    1e-12
+                )
+            if self.uncertainty:
+                scale = 1.0 if self.tasks[task] == "classification" else 0.5
+                loss = scale * torch.exp(-self.log_vars[i]) * loss + self.log_vars[i]
+            if self.task_weights[task] != 1.0:
+                loss = self.task_weights[task] * loss
+            total = loss if total is None else total + loss
+        return total
