@@ -34,7 +34,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skmm import CNNImageEncoder, FusionClassifier, MultimodalFusion, TfidfTextEncoder
 from skmm.datasets import make_multimodal_classification
-from skmm.utils import _images
+from skmm.encoders import _image_io
 from skmm.utils._cache import FROZEN_OUTPUTS, clear_frozen_cache
 
 STRATEGIES = ["concat", "late", "gated", "attention"]
@@ -83,7 +83,7 @@ def main():
 
     X, y = make_multimodal_classification(args.n_images, random_state=args.seed)
     decoded = []
-    decode_cells = _images.decode_cells
+    decode_cells = _image_io.decode_cells
 
     def counting_decode(cells, *rest):
         decoded.append(cells.size)
@@ -113,7 +113,7 @@ def main():
             X.iloc[:60], y[:60]
         )
         # The counter wraps the function that decodes a chunk of image cells.
-        with mock.patch.object(_images, "decode_cells", counting_decode):
+        with mock.patch.object(_image_io, "decode_cells", counting_decode):
             times, results = alternate(
                 {"cache": lambda: search(True), "no cache": lambda: search(False)},
                 repeats,

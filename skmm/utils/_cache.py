@@ -7,13 +7,22 @@ on its parameters and the data) stores its fitted state and its outputs under
 a hash of the parameters and the data, and any clone fitted on the same data
 in the same process finds them there. Worker processes of a parallel search
 each have their own cache.
+
+Encoders use the cache in one way: :func:`cached` (or :func:`cached_each`,
+for one value per text) around what they compute, with a key made of
+:func:`params_key` (the parameters, less those the encoder's
+``_cache_ignores`` names), what they learned in ``fit`` and
+:func:`block_key` (the data). Values are copied on the way in and out, so
+neither the caller nor the cache can alter the other's copy.
 """
 
+import copy
 import os
 import threading
 from collections import OrderedDict, namedtuple
 
 import joblib
+import numpy as np
 import torch
 
 __all__ = [
@@ -21,11 +30,14 @@ __all__ = [
     "CacheInfo",
     "OutputCache",
     "block_key",
+    "cached",
+    "cached_each",
     "clear_frozen_cache",
     "content_key",
     "frozen_cache_info",
     "file_stamps",
     "module_key",
+    "params_key",
 ]
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "entries", "bytes"])
@@ -256,3 +268,127 @@ def module_key(module):
             tensor = tensor.view(torch.int16)
         state[name] = tensor.numpy()
     return content_key(f"{cls.__module__}.{cls.__qualname__}", repr(module), state)
+
+
+def params_key(estimator):
+    """The class and parameters of ``estimator`` that shape what it computes.
+
+    The parameters named in the class attribute ``_cache_ignores`` are left
+    out: those that shape no number (``n_jobs``, ``verbose``, ``cache``) and
+    those that enter the key in another form (``random_state`` as the seed
+    it yields, a network as the hash of its weights).
+
+    Parameters
+    ----------
+    estimator : estimator instance
+
+    Returns
+    -------
+    key_part : tuple
+        The qualified class name and a dict of parameters.
+    """
+    params = estimator.get_params(deep=False)
+    for name in type(estimator)._cache_ignores:
+        del params[name]
+    cls = type(estimator)
+    return f"{cls.__module__}.{cls.__qualname__}", params
+
+
+def _nbytes(value):
+    """Memory held by the arrays, tensors and module weights in ``value``."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, torch.nn.Module):
+        return sum(_nbytes(t) for t in value.state_dict().values())
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def _get(key):
+    value = FROZEN_OUTPUTS.get(key)
+    return None if value is None else copy.deepcopy(value)
+
+
+def _put(key, value):
+    FROZEN_OUTPUTS.put(key, copy.deepcopy(value), _nbytes(value))
+
+
+def cached(key_parts, compute, *, enabled=True, on_hit=None):
+    """Return ``compute()``, computed once per process for the same key.
+
+    Parameters
+    ----------
+    key_parts : tuple
+        What the value depends on, hashed with :func:`content_key`.
+    compute : callable
+        Called without arguments when the cache holds no value for the key;
+        returns anything but None (arrays, tensors, modules, tuples of them).
+    enabled : bool, default=True
+        With False, ``compute()`` is returned and the cache left alone.
+    on_hit : callable, default=None
+        Called without arguments when the value comes from the cache.
+
+    Returns
+    -------
+    value : object
+        A copy of the stored value, or the computed one (the cache stores a
+        copy of it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmm.utils._cache import cached, clear_frozen_cache, frozen_cache_info
+    >>> clear_frozen_cache()
+    >>> first = cached(("doc", 1), lambda: np.zeros(4))
+    >>> again = cached(("doc", 1), lambda: np.ones(4))
+    >>> again
+    array([0., 0., 0., 0.])
+    >>> frozen_cache_info()
+    CacheInfo(hits=1, misses=1, entries=1, bytes=32)
+    """
+    if not enabled:
+        return compute()
+    key = content_key(*key_parts)
+    value = _get(key)
+    if value is not None:
+        if on_hit is not None:
+            on_hit()
+        return value
+    value = compute()
+    _put(key, value)
+    return value
+
+
+def cached_each(keys, compute_missing, *, enabled=True):
+    """One value per key, the ones not in the cache computed in one call.
+
+    For values that are best computed together (texts encoded in batches)
+    but reused one by one.
+
+    Parameters
+    ----------
+    keys : list of str
+        One key per value, each a digest that depends on the value's content
+        only (as made by :func:`content_key`).
+    compute_missing : callable
+        ``compute_missing(positions)`` returns the values of the keys at
+        ``positions``, in order. Not called when every value is stored.
+    enabled : bool, default=True
+        With False, every value is computed and the cache left alone.
+
+    Returns
+    -------
+    values : list
+        One value per key: copies of the stored ones, the computed ones.
+    """
+    values = [_get(key) for key in keys] if enabled else [None] * len(keys)
+    positions = [i for i, value in enumerate(values) if value is None]
+    if positions:
+        for i, value in zip(positions, compute_missing(positions), strict=True):
+            values[i] = value
+            if enabled:
+                _put(keys[i], value)
+    return values

@@ -10,9 +10,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
+from skmm.encoders import _image_io
 from skmm.encoders._image import CNNImageEncoder
-from skmm.encoders._pretrained import PretrainedImageEncoder
-from skmm.utils import _images, frozen_cache_info
+from skmm.encoders._image_pretrained import PretrainedImageEncoder
+from skmm.utils import frozen_cache_info
 from skmm.utils._cache import (
     FROZEN_OUTPUTS,
     CacheInfo,
@@ -43,13 +44,13 @@ def _empty_cache():
 def count_decoded(monkeypatch):
     """Count the image cells decoded from now on."""
     decoded = []
-    decode_cells = _images.decode_cells
+    decode_cells = _image_io.decode_cells
 
     def counting(cells, *args):
         decoded.append(cells.size)
         return decode_cells(cells, *args)
 
-    monkeypatch.setattr(_images, "decode_cells", counting)
+    monkeypatch.setattr(_image_io, "decode_cells", counting)
     return lambda: sum(decoded)
 
 
@@ -112,7 +113,7 @@ def test_clone_on_the_same_data_reuses_fitted_state_and_output(monkeypatch, caps
     def no_decoding(*args):
         raise AssertionError("a cached encoder decoded images")
 
-    monkeypatch.setattr(_images, "decode_cells", no_decoding)
+    monkeypatch.setattr(_image_io, "decode_cells", no_decoding)
     # verbose is not part of the key; it reports the reuse.
     again = clone(encoder).set_params(verbose=1)
     Xt_again = again.fit_transform(X)

@@ -25,7 +25,26 @@ from PIL import Image
 
 from skmm.utils._validation import is_missing
 
+__all__ = [
+    "IMAGE_MODES",
+    "block_holds_numbers",
+    "decode_cells",
+    "decode_image",
+    "flat_rows_to_images",
+    "is_image_cell",
+    "is_number_cell",
+    "iter_image_chunks",
+    "mode_of",
+    "resolve_input_shape",
+]
+
 IMAGE_MODES = {"L": 1, "RGB": 3}
+
+
+def mode_of(n_channels):
+    """The Pillow mode of images with ``n_channels`` channels."""
+    return next(mode for mode, n in IMAGE_MODES.items() if n == n_channels)
+
 
 # Pillow's conversion from RGB to L (ITU-R 601-2 luma), reused for numeric
 # blocks so that both kinds of input turn colour into grey the same way.
