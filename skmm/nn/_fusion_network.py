@@ -90,7 +90,7 @@ class FusionNetwork(nn.Module):
         ``(shift, scale)`` of the blocks to scale before their tower, as
         computed by :func:`~skmm.nn._data.input_statistics` on the training
         rows.
-    embedding_norm : bool, default=False
+    embedding_norm : bool, default=True
         Apply a layer normalisation to each modality embedding before
         fusion, so that every modality reaches the fusion layer at the same
         scale, whatever its tower.
@@ -110,7 +110,7 @@ class FusionNetwork(nn.Module):
         alignment_weight=0.0,
         temperature=0.1,
         input_stats=None,
-        embedding_norm=False,
+        embedding_norm=True,
     ):
         super().__init__()
         self.specs = dict(specs)

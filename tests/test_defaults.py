@@ -1,0 +1,101 @@
+"""The estimators' defaults learn on data nobody tuned them for.
+
+The task here is unlike ``skmm.datasets``: the label is the XOR of a bit read
+from a dense block and a bit read from a sparse block of word counts, so each
+modality alone is at chance, and the blocks come at scales no encoder would
+choose.
+"""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from skmm import FusionClassifier, FusionRegressor, ModalityBlocks
+
+N_TRAIN = 600
+
+
+def _xor_blocks(n, seed, dense_scale=1.0):
+    rng = np.random.RandomState(seed)
+    a = rng.randint(2, size=n)
+    b = rng.randint(2, size=n)
+    dense = rng.normal(size=(n, 8))
+    dense[:, 0] = (2 * a - 1) * (0.5 + rng.rand(n))
+    # Word counts: 40 filler words, and one of two marker words for bit b.
+    counts = rng.poisson(0.3, size=(n, 42)).astype(np.float64)
+    counts[:, 40] = np.where(b == 0, rng.randint(1, 4, size=n), 0)
+    counts[:, 41] = np.where(b == 1, rng.randint(1, 4, size=n), 0)
+    blocks = ModalityBlocks(
+        {"dense": dense * dense_scale, "words": sparse.csr_matrix(counts)}
+    )
+    return blocks, a ^ b
+
+
+@pytest.fixture(scope="module")
+def xor_task():
+    X, y = _xor_blocks(N_TRAIN + 400, seed=0)
+    return X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:], y[N_TRAIN:]
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated", "attention"])
+@pytest.mark.parametrize("dense_scale", [1.0, 1e-3, 1e3])
+def test_default_fusion_learns_an_interaction_at_any_scale(fusion, dense_scale):
+    X, y = _xor_blocks(N_TRAIN + 400, seed=0, dense_scale=dense_scale)
+    clf = FusionClassifier(fusion=fusion, device="cpu", random_state=0)
+    clf.fit(X[:N_TRAIN], y[:N_TRAIN])
+    assert clf.score(X[N_TRAIN:], y[N_TRAIN:]) >= 0.85
+
+
+@pytest.mark.parametrize("name", ["dense", "words"])
+def test_a_single_modality_is_at_chance(xor_task, name):
+    X_train, y_train, X_test, y_test = xor_task
+    clf = FusionClassifier(device="cpu", random_state=0)
+    clf.fit(X_train[name], y_train)
+    assert abs(clf.score(X_test[name], y_test) - 0.5) < 0.1
+
+
+def test_inputs_are_scaled_inside_the_network_unless_turned_off(xor_task):
+    X_train, y_train, X_test, y_test = xor_task
+    tiny = ModalityBlocks({"dense": X_train["dense"] * 1e-3, "words": X_train["words"]})
+    scaled = FusionClassifier(max_epochs=20, device="cpu", random_state=0)
+    raw = FusionClassifier(
+        max_epochs=20, scale_inputs=False, device="cpu", random_state=0
+    )
+    scaler = scaled.fit(tiny, y_train).net_.module_.scalers["dense"]
+    np.testing.assert_allclose(
+        scaler.scale.numpy(), X_train["dense"].std(axis=0) * 1e-3, rtol=1e-4
+    )
+    assert "dense" not in raw.fit(tiny, y_train).net_.module_.scalers
+    # A sparse block keeps its zeros: it is only divided, never shifted.
+    assert float(scaled.net_.module_.scalers["words"].shift.abs().sum()) == 0.0
+    test = ModalityBlocks({"dense": X_test["dense"] * 1e-3, "words": X_test["words"]})
+    assert scaled.score(test, y_test) > raw.score(test, y_test) + 0.2
+
+
+def test_early_stopping_is_on_for_large_data_and_off_for_tiny_data():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(1500, 5))
+    y = X[:, 0] + 0.5 * rng.normal(size=1500)
+    large = FusionRegressor(device="cpu", random_state=0).fit(X, y)
+    history = large.net_.history
+    assert "valid_loss" in history[-1]
+    assert large.n_iter_ < large.max_epochs
+    # The kept weights are those of the best epoch, the last one before
+    # patience ran out.
+    assert large.best_epoch_ == large.n_iter_ - 5
+    assert np.argmin(history[:, "valid_loss"]) + 1 == large.best_epoch_
+
+    tiny = FusionRegressor(max_epochs=15, device="cpu", random_state=0)
+    tiny.fit(X[:200], y[:200])
+    assert "valid_loss" not in tiny.net_.history[-1]
+    assert tiny.n_iter_ == tiny.best_epoch_ == 15
+
+
+def test_early_stopping_can_be_forced_either_way():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(1200, 3))
+    y = X[:, 0]
+    off = FusionRegressor(max_epochs=7, early_stopping=False, device="cpu")
+    assert "valid_loss" not in off.fit(X, y).net_.history[-1]
+    on = FusionRegressor(max_epochs=3, early_stopping=True, device="cpu")
+    assert "valid_loss" in on.fit(X[:100], y[:100]).net_.history[-1]
