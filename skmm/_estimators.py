@@ -35,7 +35,11 @@ from skmm.nn._data import BatchIterator, BlockDataset, input_statistics
 from skmm.nn._fusion_layers import FUSION_STRATEGIES
 from skmm.nn._fusion_network import FusionNetwork
 from skmm.nn._losses import MultiTaskLoss
-from skmm.nn._skorch_net import FusionNeuralNet
+from skmm.nn._skorch_net import (
+    FusionNeuralNet,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from skmm.nn._training import (
     fit_seeds,
     make_generator,
@@ -192,7 +196,7 @@ class _BaseFusionEstimator(BaseEstimator):
         "shared_space": [StrOptions({"projected", "tied"}), None],
         "alignment_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
@@ -281,7 +285,7 @@ class _BaseFusionEstimator(BaseEstimator):
             targets = self._encode_targets(y, len(blocks))
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(
-                    sample_weight, np.empty(len(blocks))
+                    sample_weight, np.empty(len(blocks)), ensure_non_negative=True
                 )
             self.net_ = self._train(blocks, targets, sample_weight)
             history = self.net_.history
@@ -382,12 +386,37 @@ class _BaseFusionEstimator(BaseEstimator):
                 for k, v in self._optimizer_params(module, blocks.specs).items()
             },
         )
-        with stochastic_layers(make_generator(seed, self.device_)):
-            net.fit(train_ds, y=None)
+        try:
+            with stochastic_layers(make_generator(seed, self.device_)):
+                net.fit(train_ds, y=None)
+        except TrainingInterrupted:
+            raise KeyboardInterrupt from None
+        except TrainingDiverged as exc:
+            raise ValueError(
+                f"Training diverged: {exc}. {self._divergence_hint(blocks)}"
+            ) from None
         # The validation rows and the shuffling state are fit-time scratch.
         net.train_split = None
         net.iterator_train__generator = None
         return net
+
+    def _divergence_hint(self, blocks):
+        """What to try after a non-finite loss, naming the largest block."""
+        largest = {}
+        for name, X in blocks.items():
+            values = X.data if sparse.issparse(X) else np.asarray(X)
+            if values.size and values.dtype.kind in "fiub":
+                largest[name] = float(np.max(np.abs(values)))
+        hint = f"Try a lower lr (now {self.lr})"
+        if largest:
+            name = max(largest, key=largest.get)
+            hint += (
+                f", or scale the block of modality {name!r}, whose values reach "
+                f"{largest[name]:.3g}"
+            )
+            if not self.scale_inputs:
+                hint += " (scale_inputs=True scales every block)"
+        return hint + "."
 
     def _optimizer_params(self, module, specs):
         """Optimizer arguments, with a parameter group per tower ``lr``."""

@@ -20,14 +20,32 @@ Anything else (arrays, lists, fit parameters) takes ``NeuralNet``'s path, so
 the losses, the history and the callbacks' view of training are the same.
 """
 
+import math
+
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import get_len, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator
 
-__all__ = ["FusionNeuralNet"]
+__all__ = ["FusionNeuralNet", "TrainingDiverged", "TrainingInterrupted"]
+
+
+class TrainingInterrupted(Exception):
+    """Raised in place of a ``KeyboardInterrupt`` during ``fit``.
+
+    skorch's ``partial_fit`` catches ``KeyboardInterrupt`` and keeps the
+    partly trained net; an exception of another type passes through it, so
+    that the caller can put the previous model back and re-raise the
+    interrupt. The ``KeyboardInterrupt`` by which skorch's ``EarlyStopping``
+    ends training is left alone.
+    """
+
+
+class TrainingDiverged(ValueError):
+    """The training or validation loss became NaN or infinite."""
+
 
 _BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
@@ -120,7 +138,13 @@ class FusionNeuralNet(NeuralNet):
             for hook in on_begin:
                 hook(self, batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            entries = {loss_key: step["loss"].item(), size_key: _batch_len(batch)}
+            loss = step["loss"].item()
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the {prefix} loss became {loss} at epoch {len(history)}, "
+                    f"batch {batch_count + 1}"
+                )
+            entries = {loss_key: loss, size_key: _batch_len(batch)}
             if direct:
                 list.__getitem__(history, -1)["batches"][-1].update(entries)
             else:
@@ -130,6 +154,22 @@ class FusionNeuralNet(NeuralNet):
                 hook(self, batch=batch, training=training, **step)
             batch_count += 1
         history.record(prefix + "_batch_count", batch_count)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            # skorch's EarlyStopping stops training with a KeyboardInterrupt
+            # too: that one is the normal end of training.
+            if self._stopped_early():
+                raise
+            raise TrainingInterrupted("Training was interrupted.") from exc
+
+    def _stopped_early(self):
+        return any(
+            isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+            for _, cb in self.callbacks_
+        )
 
     def train_step(self, batch, **fit_params):
         step_accumulator = self.get_train_step_accumulator()
