@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+__all__ = ["BLOCK_KINDS", "BlockSpec", "ModalityBlocks", "block_spec_for"]
+
 BLOCK_KINDS = ("dense", "tokens", "image")
 
 

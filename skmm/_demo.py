@@ -32,6 +32,8 @@ from skmm.datasets import (
 )
 from skmm.encoders import CNNImageEncoder, TfidfTextEncoder
 
+__all__ = ["main", "run_houses", "run_reviews", "run_synthetic"]
+
 STRATEGIES = ["concat", "late", "gated", "attention"]
 
 

@@ -8,6 +8,8 @@ from sklearn.utils import get_tags
 from skmm._blocks import ModalityBlocks, block_spec_for
 from skmm.utils._sklearn_compat import StrOptions, _safe_set_output
 
+__all__ = ["MultimodalFusion"]
+
 
 def _check_2d_input(X):
     """Reject 1-D input early and make sparse input row/column indexable."""

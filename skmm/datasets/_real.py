@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.utils import Bunch
 
+__all__ = ["load_houses", "load_womens_clothing_reviews"]
+
 _REVIEWS_FEATURES = [
     "Clothing ID",
     "Age",

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+__all__ = ["make_multimodal_classification", "make_multimodal_regression"]
+
 # Two-letter syllables; pool words are built from them so that they are
 # readable, cannot collide with the filler words and exist for any n_classes.
 _SYLLABLES = (

@@ -4,6 +4,8 @@ import numpy as np
 
 from skmm.utils._sklearn_compat import validate_data
 
+__all__ = ["check_column_block", "is_missing"]
+
 
 def check_column_block(estimator, X, *, reset, dtype=None):
     """Validate a 2-D column block and return it with its column names.

@@ -1,4 +1,8 @@
-"""Missing modalities, modality dropout, shared space and contrastive alignment."""
+"""Per-modality options of the fusion network and the scorer that measures them.
+
+Missing-modality embeddings, modality dropout, the shared space, the
+alignment loss, and the robustness scorer.
+"""
 
 import numpy as np
 import pandas as pd
