@@ -39,7 +39,7 @@ from skmm.encoders._image_io import (
 from skmm.nn._towers import pool_features
 from skmm.nn._training import run_in_batches
 from skmm.utils._cache import block_key, cached, params_key
-from skmm.utils._device import resolve_device
+from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._sklearn_compat import _check_feature_names_in
 from skmm.utils._validation import check_column_block
 
@@ -176,11 +176,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float32"]
-        try:
-            device = resolve_device(self.device, fitting=False)
-            tags.non_deterministic = device.type != "cpu"
-        except ValueError:
-            tags.non_deterministic = False
+        tags.non_deterministic = runs_on_gpu(self.device)
         return tags
 
     # -- hooks ---------------------------------------------------------------

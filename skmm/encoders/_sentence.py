@@ -19,7 +19,7 @@ from skmm._blocks import BlockSpec
 from skmm.encoders._text import _block_texts
 from skmm.nn._towers import SentenceTower
 from skmm.utils._cache import cached_each, content_key, file_stamps
-from skmm.utils._device import resolve_device
+from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -454,10 +454,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = []
-        try:
-            tags.non_deterministic = resolve_device(self.device).type != "cpu"
-        except ValueError:
-            tags.non_deterministic = False
+        tags.non_deterministic = runs_on_gpu(self.device)
         return tags
 
     def _check_tokens_fitted(self):

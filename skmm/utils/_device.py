@@ -28,3 +28,16 @@ def resolve_device(device, *, fitting=True):
             )
         return torch.device("cpu")
     return device
+
+
+def runs_on_gpu(device):
+    """Whether ``device`` resolves to something other than the CPU here.
+
+    For the ``non_deterministic`` estimator tag. An invalid ``device`` is
+    reported by ``fit``, not here: it counts as the CPU, as does a CUDA device
+    on a machine without one.
+    """
+    try:
+        return resolve_device(device, fitting=False).type != "cpu"
+    except ValueError:
+        return False
