@@ -97,6 +97,13 @@ class FusionNeuralNet(NeuralNet):
         self.batch_listeners_ = None
         return self
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The listeners are derived from the callbacks at each epoch; pickled,
+        # they would keep callbacks that were removed after fit alive.
+        state["batch_listeners_"] = None
+        return state
+
     def _listeners(self, event):
         listeners = getattr(self, "batch_listeners_", None)
         if listeners is None:

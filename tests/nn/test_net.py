@@ -1,5 +1,7 @@
 """FusionNeuralNet: skorch's NeuralNet with a leaner batch loop, same results."""
 
+import pickle
+
 import numpy as np
 import torch
 from skorch import NeuralNet
@@ -71,3 +73,14 @@ def test_same_history_weights_and_callbacks_as_neural_net():
     )
     for a, b in zip(plain.module_.parameters(), lean.module_.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_a_pickled_net_keeps_no_stale_batch_listeners():
+    net = _fit(FusionNeuralNet, [("count", _CountBatches())])
+    assert net.batch_listeners_ is not None
+    net.callbacks = []
+    net.initialize_callbacks()
+    net.batch_listeners_ = net._batch_listeners() | {"on_batch_end": ["stale"]}
+    restored = pickle.loads(pickle.dumps(net))
+    assert restored.batch_listeners_ is None
+    assert restored._listeners("on_batch_end") == []
