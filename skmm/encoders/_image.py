@@ -1,6 +1,7 @@
 """CNN image encoder: image columns -> pooled convolutional features or pixels."""
 
 import copy
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -57,9 +58,15 @@ class CNNImageEncoder(BaseImageEncoder):
 
     Without ``y``, the network keeps its random initialisation, seeded by
     ``random_state``: random convolutional features are a usable frozen
-    encoder. With ``y`` and ``max_epochs > 0``, the network is trained with a
-    linear head on ``y`` first (cross-entropy for class labels, mean squared
-    error on standardised values otherwise).
+    encoder, the same network at every fit by default. With ``y`` and
+    ``max_epochs > 0``, the network is trained with a linear head on ``y``
+    first (cross-entropy for class labels, mean squared error on standardised
+    values otherwise).
+
+    With ``standardize=True`` (the default) the features are then
+    standardised with the mean and standard deviation of each feature over
+    the fitted images, so that any scikit-learn model can use them: the raw
+    features of a random network vary on a scale of about 0.01.
 
     With ``output="pixels"`` the encoder returns the standardised pixels
     instead, and :meth:`get_block_spec` hands its network to the fusion
@@ -70,8 +77,9 @@ class CNNImageEncoder(BaseImageEncoder):
     standardised images, i.e. every pixel at the channel mean, in ``fit``
     (where they do not count towards the channel statistics) and in
     ``transform`` alike; with ``output="features"`` their features are all
-    zero, the encoding of a missing value that the fusion estimators replace
-    with a learned "missing" embedding.
+    zero (after the standardisation; they do not count towards the feature
+    statistics either), the encoding of a missing value that the fusion
+    estimators replace with a learned "missing" embedding.
 
     Parameters
     ----------
@@ -88,6 +96,11 @@ class CNNImageEncoder(BaseImageEncoder):
         ``"features"``: pooled CNN features. ``"pixels"``: the standardised
         images flattened in ``(C, H, W)`` order, for a trainable tower inside
         a fusion estimator; needs a single image column.
+    standardize : bool, default=True
+        With ``output="features"``: whether each feature is centred and scaled
+        to unit variance with its mean and standard deviation over the
+        non-missing images of :term:`fit` (``feature_mean_``,
+        ``feature_std_``). ``False`` returns the network's raw features.
     input_shape : tuple of int, default=None
         ``(H, W)`` or ``(H, W, C)`` (channels last, C in 1, 3, 4) of the
         images stored in the rows of a numeric block. With ``None``, a
@@ -120,15 +133,17 @@ class CNNImageEncoder(BaseImageEncoder):
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
         ``"auto"`` for a GPU when there is one. The fitted network is always
         stored on the CPU.
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, RandomState instance or None, default=0
         Seeds the network's initial weights, and the shuffling and
-        augmentation of training, without touching the global seeds.
+        augmentation of training, without touching the global seeds. The
+        default gives the same network at every fit, so that the candidates
+        of a grid search share one frozen encoder; ``None`` draws a new
+        network at every fit and turns the cache off.
     cache : bool, default=True
         Reuse the fitted state and the outputs of a frozen encoder
         (``max_epochs=0`` or no ``y``) computed earlier in this process for
         the same parameters and data, e.g. by other candidates of a grid
-        search. Needs a ``random_state`` other than None, which otherwise
-        draws a new network at every fit. See Notes.
+        search. Has no effect with ``random_state=None``. See Notes.
 
     Attributes
     ----------
@@ -139,6 +154,13 @@ class CNNImageEncoder(BaseImageEncoder):
         scaled to [0, 1] (numeric blocks: in their own units).
     channel_std_ : ndarray of shape (C,)
         Standard deviation of each channel; 1 for a constant channel.
+    feature_mean_ : ndarray of shape (channels[-1],) or None
+        Mean of each network feature over the non-missing fitted images
+        (every image column counts), subtracted in :meth:`transform`;
+        ``None`` unless ``output="features"`` and ``standardize=True``.
+    feature_std_ : ndarray of shape (channels[-1],) or None
+        Standard deviation of each feature, which :meth:`transform` divides
+        by; 1 for a constant feature.
     image_shape_ : tuple of int
         ``(C, H, W)`` of the images the network reads.
     input_shape_ : tuple of int or None
@@ -166,9 +188,10 @@ class CNNImageEncoder(BaseImageEncoder):
     ``fit`` keeps the decoded images in memory as ``uint8`` (``C * H * W``
     bytes each); ``transform`` streams them in chunks.
 
-    With ``cache=True``, a frozen encoder stores its fitted state and its
-    outputs in a cache shared by the whole process (512 MiB at most, least
-    recently used out first), under a hash of its class, its parameters
+    With ``cache=True``, a frozen encoder stores its fitted state (the
+    network and the channel and feature statistics) and its outputs in a
+    cache shared by the whole process (512 MiB at most, least recently used
+    out first), under a hash of its class, its parameters
     (``random_state`` through the seed it yields, ``device`` through the
     device it resolves to; ``n_jobs``, ``verbose`` and ``cache`` do not
     count) and the data: the cells and, for file paths, each file's size and
@@ -203,6 +226,7 @@ class CNNImageEncoder(BaseImageEncoder):
         "channels": [tuple, list],
         "mode": [StrOptions(set(IMAGE_MODES))],
         "output": [StrOptions({"features", "pixels"})],
+        "standardize": ["boolean"],
         "input_shape": [tuple, None],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -222,6 +246,7 @@ class CNNImageEncoder(BaseImageEncoder):
         channels=(16, 32),
         mode="RGB",
         output="features",
+        standardize=True,
         input_shape=None,
         max_epochs=0,
         batch_size=64,
@@ -230,13 +255,14 @@ class CNNImageEncoder(BaseImageEncoder):
         n_jobs=None,
         verbose=0,
         device="cpu",
-        random_state=None,
+        random_state=0,
         cache=True,
     ):
         self.image_size = image_size
         self.channels = channels
         self.mode = mode
         self.output = output
+        self.standardize = standardize
         self.input_shape = input_shape
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -250,7 +276,8 @@ class CNNImageEncoder(BaseImageEncoder):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Learn the channel statistics and build, or train, the network.
+        """Learn the channel statistics, build (or train) the network, then
+        learn the feature statistics.
 
         Parameters
         ----------
@@ -296,8 +323,9 @@ class CNNImageEncoder(BaseImageEncoder):
         """Return a fresh copy of the fitted network, in training mode.
 
         It maps a batch of images of shape ``(n, C, H, W)``, standardised as
-        by ``output="pixels"``, to ``(n, channels[-1])`` features: the same
-        features as ``output="features"`` until it is trained further.
+        by ``output="pixels"``, to ``(n, channels[-1])`` features: those of
+        ``output="features"`` before their standardisation, until it is
+        trained further.
 
         Returns
         -------
@@ -332,11 +360,12 @@ class CNNImageEncoder(BaseImageEncoder):
             self._state_key = content_key(
                 "fit", params_key(self), init_seed, str(device), data_key
             )
-        decoded = []
+        # What fit_network decoded and encoded, for fit_transform to reuse.
+        scratch = {}
 
         def fit_network():
             images, missing = self._decode(X, columns)
-            decoded.append((images, missing))
+            scratch["decoded"] = images, missing
             self.channel_mean_, self.channel_std_ = _channel_mean_std(images, missing)
             with seeded_init(init_seed):
                 cnn = ConvTower(self.image_shape_[0], tuple(self.channels))
@@ -347,19 +376,47 @@ class CNNImageEncoder(BaseImageEncoder):
                 )
             if train:
                 self._train(cnn, head, images, missing, target, device, train_seed)
-            return self.channel_mean_, self.channel_std_, cnn.cpu().eval()
+            self.cnn_ = cnn.cpu().eval()
+            self.feature_mean_ = self.feature_std_ = None
+            if self.output == "features" and self.standardize:
+                raw = self._encode_images(
+                    images, missing, self._network_on(device), device
+                )
+                scratch["raw"] = raw
+                self.feature_mean_, self.feature_std_ = _feature_mean_std(
+                    raw.reshape(-1, self._tower_dim()),
+                    None if missing is None else missing.ravel(),
+                )
+            return (
+                self.channel_mean_,
+                self.channel_std_,
+                self.cnn_,
+                self.feature_mean_,
+                self.feature_std_,
+            )
 
-        self.channel_mean_, self.channel_std_, self.cnn_ = cached(
+        (
+            self.channel_mean_,
+            self.channel_std_,
+            self.cnn_,
+            self.feature_mean_,
+            self.feature_std_,
+        ) = cached(
             (self._state_key,), fit_network, enabled=frozen, on_hit=self._report_reuse
         )
         if not transform:
             return None
+        compute = None
+        if "raw" in scratch:
+            compute = partial(
+                self._standardise_rows, scratch["raw"], scratch["decoded"][1]
+            )
+        elif "decoded" in scratch:
+            compute = partial(
+                self._encode, X, columns, device, decoded=scratch["decoded"]
+            )
         return self._transform_block(
-            X,
-            columns,
-            device,
-            data_key=data_key,
-            decoded=decoded[0] if decoded else None,
+            X, columns, device, data_key=data_key, compute=compute
         )
 
     def _decode(self, X, columns):
@@ -436,7 +493,25 @@ class CNNImageEncoder(BaseImageEncoder):
     def _features(self, network, images):
         # Channels-last runs the pooling layers several times faster on CPUs,
         # with the same features.
-        return network(images.contiguous(memory_format=torch.channels_last))
+        X = network(images.contiguous(memory_format=torch.channels_last))
+        return X if self.feature_mean_ is None else self._standardise(X)
+
+    def _standardise(self, X):
+        """Standardise a ``(n, channels[-1])`` tensor of raw features."""
+        mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype, device=X.device)
+        std = torch.as_tensor(self.feature_std_, dtype=X.dtype, device=X.device)
+        return (X - mean) / std
+
+    def _standardise_rows(self, raw, missing):
+        """Output rows from the raw features of fit, as ``transform`` makes them.
+
+        The same float32 operations as :meth:`_features`, so ``fit_transform``
+        and ``transform`` agree to the bit.
+        """
+        Xt = self._standardise(torch.from_numpy(raw).view(-1, self._tower_dim()))
+        if missing is not None:
+            Xt[torch.from_numpy(missing).flatten()] = 0.0
+        return Xt.reshape(len(raw), -1).numpy()
 
     def _train(self, cnn, head, images, missing, target, device, seed):
         """Train ``cnn`` with the linear ``head`` on ``target``, with Adam."""
@@ -478,6 +553,26 @@ class CNNImageEncoder(BaseImageEncoder):
             generator=generator,
             on_epoch=report,
         )
+
+
+def _feature_mean_std(features, missing):
+    """Mean and standard deviation of each column of the non-missing rows.
+
+    ``features`` holds one row per image, ``missing`` flags the missing
+    images (``None``: none is). A constant feature, including one no image
+    sets, gets a standard deviation of 1, so it stays constant rather than
+    turning rounding noise into signal.
+    """
+    if missing is not None:
+        features = features[~missing]
+    if len(features) == 0:
+        return np.zeros(features.shape[1]), np.ones(features.shape[1])
+    features = features.astype(np.float64)
+    mean = features.mean(axis=0)
+    std = features.std(axis=0)
+    # float32 features of a constant input can differ in their last bits.
+    constant = std <= 1e-5 * np.abs(mean) + 1e-12
+    return mean, np.where(constant, 1.0, std)
 
 
 def _channel_mean_std(images, missing):

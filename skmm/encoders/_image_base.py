@@ -20,6 +20,7 @@ the other) and whether the tower of ``output="pixels"`` trains
 import copy
 import math
 import time
+from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -356,10 +357,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             Xt[rows] = self._encode_images(images, missing, network, device)
         return Xt
 
-    def _transform_block(self, X, columns, device, *, data_key=None, decoded=None):
+    def _transform_block(self, X, columns, device, *, data_key=None, compute=None):
         """Encode a checked block, through the cache when the encoder is frozen.
 
-        ``data_key`` is ``block_key(X)`` when the caller has it already.
+        ``data_key`` is ``block_key(X)`` when the caller has it already;
+        ``compute``, a zero-argument callable returning the output, replaces
+        decoding and encoding ``X`` when the caller has done part of it.
         """
         state_key = getattr(self, "_state_key", None)
         enabled = self.cache and state_key is not None
@@ -373,9 +376,11 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
                 str(device),
                 data_key,
             )
+        if compute is None:
+            compute = partial(self._encode, X, columns, device)
         return cached(
             key_parts,
-            lambda: self._encode(X, columns, device, decoded),
+            compute,
             enabled=enabled,
             on_hit=self._report_reuse,
         )

@@ -6,12 +6,15 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from skmm._blocks import BlockSpec
 from skmm.encoders._image import CNNImageEncoder
 from skmm.nn._towers import ConvTower
+from skmm.utils import clear_frozen_cache, frozen_cache_info
 
 FAST = dict(image_size=8, channels=(4, 8), random_state=0)
 
@@ -204,7 +207,7 @@ def _squares(n, rng, size=12, side=3):
     return X, y
 
 
-def test_training_on_y_learns_a_task_the_random_network_cannot():
+def test_training_on_y_changes_the_network_and_learns_the_task():
     rng = np.random.RandomState(0)
     X_train, y_train = _squares(160, rng)
     X_test, y_test = _squares(100, rng)
@@ -219,12 +222,8 @@ def test_training_on_y_learns_a_task_the_random_network_cannot():
     assert not torch.equal(
         frozen.cnn_.features[0].weight, trained.cnn_.features[0].weight
     )
-    scores = {}
-    for name, encoder in (("frozen", frozen), ("trained", trained)):
-        probe = LogisticRegression().fit(encoder.transform(X_train), y_train)
-        scores[name] = probe.score(encoder.transform(X_test), y_test)
-    assert scores["frozen"] < 0.7
-    assert scores["trained"] > 0.9
+    probe = LogisticRegression().fit(trained.transform(X_train), y_train)
+    assert probe.score(trained.transform(X_test), y_test) > 0.9
 
 
 def test_regression_target_and_augmentation_train():
@@ -321,7 +320,8 @@ def test_numeric_block_shapes_and_missing_pixels():
     assert np.isfinite(Xt).all()
     with torch.no_grad():
         mean_image = colour.cnn_(torch.zeros(1, 3, 8, 8)).numpy()[0]
-    np.testing.assert_allclose(Xt[0], mean_image, atol=1e-6)
+    expected = (mean_image - colour.feature_mean_) / colour.feature_std_
+    np.testing.assert_allclose(Xt[0], expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="infinity"):
         colour.transform(np.where(np.isnan(with_gaps), np.inf, with_gaps))
 
@@ -370,3 +370,92 @@ def test_gpu_training_gives_a_cpu_model():
     np.testing.assert_allclose(
         cpu_copy.transform(X), gpu.transform(X), rtol=1e-4, atol=1e-5
     )
+
+
+def _coloured_squares(n, rng, size=16, side=3):
+    """RGB noise with a small red (y=0) or blue (y=1) square anywhere."""
+    X = np.empty((n, 1), dtype=object)
+    y = rng.randint(0, 2, n)
+    for i in range(n):
+        image = rng.randint(0, 200, (size, size, 3)).astype(np.uint8)
+        top, left = rng.randint(0, size - side + 1, 2)
+        image[top : top + side, left : left + side] = (
+            (255, 0, 0) if y[i] == 0 else (0, 0, 255)
+        )
+        X[i, 0] = image
+    return X, y
+
+
+def test_features_are_standardised_on_the_fitted_images():
+    rng = np.random.RandomState(0)
+    X, _ = _coloured_squares(60, rng)
+    X[::10, 0] = None
+    encoder = CNNImageEncoder(image_size=16)
+    Xt = encoder.fit_transform(X)
+
+    present = np.ones(len(X), dtype=bool)
+    present[::10] = False
+    assert encoder.feature_mean_.shape == encoder.feature_std_.shape == (32,)
+    # Missing images stay all-zero rows and do not count in the statistics.
+    np.testing.assert_array_equal(Xt[~present], 0.0)
+    np.testing.assert_allclose(Xt[present].mean(axis=0), 0.0, atol=1e-5)
+    varying = encoder.feature_std_ != 1.0
+    assert varying.sum() > 16
+    np.testing.assert_allclose(Xt[present][:, varying].std(axis=0), 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(encoder.transform(X), Xt)
+
+    raw = CNNImageEncoder(image_size=16, standardize=False).fit(X)
+    assert raw.feature_mean_ is None and raw.feature_std_ is None
+    Xt_raw = raw.transform(X)
+    np.testing.assert_allclose(
+        (Xt_raw[present] - encoder.feature_mean_) / encoder.feature_std_,
+        Xt[present],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    # The raw features of a random network sit on a far smaller scale.
+    assert Xt_raw[present].std(axis=0).max() < 0.5
+
+
+def test_standardised_features_serve_a_plain_linear_model():
+    rng = np.random.RandomState(0)
+    X_train, y_train = _coloured_squares(120, rng)
+    X_test, y_test = _coloured_squares(100, rng)
+    scores = {}
+    for standardize in (True, False):
+        model = make_pipeline(
+            CNNImageEncoder(image_size=16, standardize=standardize),
+            LogisticRegression(),
+        )
+        scores[standardize] = model.fit(X_train, y_train).score(X_test, y_test)
+
+    assert scores[True] > 0.95
+    # Raw features of a random network are too small for the default
+    # regularisation of a linear model.
+    assert scores[True] > scores[False] + 0.05
+
+
+def test_default_network_is_the_same_at_every_fit():
+    X = _column([_rgb(i) for i in range(4)])
+    first = CNNImageEncoder(image_size=8).fit_transform(X)
+
+    assert CNNImageEncoder().random_state == 0
+    np.testing.assert_array_equal(
+        CNNImageEncoder(image_size=8, cache=False).fit_transform(X), first
+    )
+    unseeded = CNNImageEncoder(image_size=8, random_state=None, cache=False)
+    assert not np.allclose(unseeded.fit_transform(X), first)
+
+
+def test_cached_fitted_state_holds_the_feature_statistics():
+    clear_frozen_cache()
+    X = _column([_rgb(i) for i in range(5)])
+    first = CNNImageEncoder(**FAST).fit(X)
+    hits = frozen_cache_info().hits
+    again = clone(first).fit(X)
+
+    assert frozen_cache_info().hits == hits + 1
+    np.testing.assert_array_equal(again.feature_mean_, first.feature_mean_)
+    np.testing.assert_array_equal(again.feature_std_, first.feature_std_)
+    np.testing.assert_array_equal(again.transform(X), first.transform(X))
+    clear_frozen_cache()
