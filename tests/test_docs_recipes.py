@@ -1,0 +1,43 @@
+"""The recipes of the user guide run as written.
+
+Each recipe is a fenced ``python`` block placed right after a
+``<!-- recipe: name -->`` marker in ``docs/user_guide.md``; the tests take
+the code from the page, so that the page cannot drift from what is tested.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skmm.datasets import make_multimodal_classification
+
+USER_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user_guide.md"
+
+
+def _recipe(name):
+    """The code of the fenced block that follows the marker of ``name``."""
+    text = USER_GUIDE.read_text(encoding="utf-8")
+    pattern = rf"<!-- recipe: {re.escape(name)} -->\s*```python\n(.*?)\n```"
+    found = re.findall(pattern, text, flags=re.DOTALL)
+    assert len(found) == 1, f"expected one recipe {name!r} in {USER_GUIDE}"
+    return found[0]
+
+
+@pytest.mark.slow
+def test_stacking_with_gradient_boosting_recipe():
+    X, y = make_multimodal_classification(n_samples=300, random_state=0)
+    namespace = {"X": X, "y": y}
+    exec(compile(_recipe("stacking"), str(USER_GUIDE), "exec"), namespace)
+
+    stack, X_test, y_test = namespace["stack"], namespace["X_test"], namespace["y_test"]
+    names = [name for name, _ in stack.estimators]
+    assert names == ["fusion", "boosting"]
+    assert type(stack.named_estimators_["fusion"][-1]).__name__ == "FusionClassifier"
+    y_pred = stack.predict(X_test)
+    assert y_pred.shape == y_test.shape
+    assert set(np.unique(y_pred)) <= set(np.unique(y))
+    chance = np.bincount(y_test).max() / len(y_test)
+    assert namespace["stack_score"] == pytest.approx(np.mean(y_pred == y_test))
+    assert namespace["stack_score"] > chance + 0.1
