@@ -27,6 +27,7 @@ from skmm._blocks import ModalityBlocks
 from skmm._targets import (
     TASK_KINDS,
     TaskTarget,
+    as_float_target,
     check_target_column,
     classification_target,
     regression_target,
@@ -561,9 +562,31 @@ def _extends_base_init(init):
     return init
 
 
+def _first_non_number(values):
+    """``(row, column, value)`` of the first cell that is not a number."""
+    for (row, column), value in np.ndenumerate(values):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return row, column, value
+    return None
+
+
 def _check_finite_blocks(blocks):
     for name, X in blocks.items():
         values = X.data if sparse.issparse(X) else np.asarray(X)
+        if values.dtype.kind not in "fiub":
+            bad = _first_non_number(values)
+            if bad is not None:
+                row, column, value = bad
+                raise ValueError(
+                    f"The block of modality {name!r} holds a value that is not a "
+                    f"number: {value!r} (row {row}, column {column} of the "
+                    "block). A fusion estimator reads numbers only: give that "
+                    "column an encoder (e.g. OneHotEncoder for categories, "
+                    "TfidfTextEncoder for text) instead of passing it through."
+                )
+            values = values.astype(np.float64)
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
                 f"The block of modality {name!r} contains NaN or infinity. Its "
@@ -757,9 +780,9 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         return self._fit(X, y, sample_weight)
 
     def _encode_targets(self, y, n_samples):
-        y = check_target_column(y, n_samples).astype(np.float64)
+        y = check_target_column(y, n_samples)
         self._y_1d = y.ndim == 1
-        return {"y": regression_target(y)}
+        return {"y": regression_target(y, "y")}
 
     def _set_target_attributes(self, targets):
         self.n_outputs_ = targets["y"].head_size
@@ -926,9 +949,7 @@ class FusionMultiTask(_BaseFusionEstimator):
         out = {}
         for name, values in columns.items():
             if tasks[name] == "regression":
-                values = np.asarray(values, dtype=np.float64)
-            elif values.dtype == object and pd.isna(values).any():
-                raise ValueError(f"Target {name!r} contains missing values.")
+                values = as_float_target(values, name)
             out[name] = check_target_column(values, n_samples, name)
         return out
 

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array
 __all__ = [
     "TASK_KINDS",
     "TaskTarget",
+    "as_float_target",
     "check_target_column",
     "classification_target",
     "regression_target",
@@ -79,17 +80,47 @@ def check_target_column(y, n_samples, name="y"):
             "This estimator requires y to be passed, but the target y is None."
         )
     y = check_array(
-        y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name=name
+        y,
+        ensure_2d=False,
+        dtype=None,
+        # Missing labels in an object target are reported, with their row,
+        # by classification_target and as_float_target.
+        ensure_all_finite=np.asarray(y).dtype != object,
+        input_name=name,
     )
     if len(y) != n_samples:
         raise ValueError(f"X has {n_samples} rows but y has {len(y)}; they must match.")
     return y
 
 
+def as_float_target(y, what="y"):
+    """A regression target as floats; ``what`` names the target in errors."""
+    try:
+        return np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    values = np.asarray(y, dtype=object)
+    for index, value in np.ndenumerate(values):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"The regression target {what!r} must hold numbers; row "
+                f"{index[0]} holds {value!r}. Convert it first, e.g. "
+                "pd.to_numeric after removing currency signs and separators."
+            ) from None
+    return values.astype(np.float64)
+
+
 def classification_target(y, what="y"):
     """Encode class labels as indices; ``what`` names the target in errors."""
-    if y.dtype == object and pd.isna(y).any():
-        raise ValueError(f"Target {what!r} contains missing values.")
+    if y.dtype == object:
+        missing = np.flatnonzero(pd.isna(y))
+        if len(missing):
+            raise ValueError(
+                f"The target {what!r} has a missing label (None or NaN) at row "
+                f"{missing[0]}; drop or fill those rows first."
+            )
     check_classification_targets(y)
     encoder = LabelEncoder().fit(y)
     if len(encoder.classes_) < 2:
@@ -99,9 +130,9 @@ def classification_target(y, what="y"):
     return TaskTarget("classification", encoder.transform(y), classes=encoder.classes_)
 
 
-def regression_target(y):
+def regression_target(y, what="y"):
     """Standardise each column of a 1-D or 2-D numeric target."""
-    y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    y2 = as_float_target(y, what).reshape(len(y), -1)
     mean = y2.mean(axis=0)
     scale = y2.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
