@@ -437,7 +437,7 @@ class CNNImageEncoder(BaseImageEncoder):
 
     def _check_params(self):
         """Check what the constraints cannot; return the ``(H, W)`` size."""
-        size = self._check_image_size()
+        size = self._check_image_size(self.image_size)
         if not self.channels or not all(
             isinstance(c, Integral) and c > 0 for c in self.channels
         ):

@@ -212,15 +212,14 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
 
     # -- fit -----------------------------------------------------------------
 
-    def _check_image_size(self):
-        """Return ``image_size`` as a ``(H, W)`` tuple of positive ints."""
-        size = self.image_size
+    def _check_image_size(self, size):
+        """Return the ``image_size`` ``size`` as a ``(H, W)`` tuple of ints."""
         if isinstance(size, Integral):
             size = (size, size)
         if len(size) != 2 or not all(isinstance(s, Integral) and s > 0 for s in size):
             raise ValueError(
                 "image_size must be a positive int or a (height, width) tuple of "
-                f"positive ints, got {self.image_size!r}."
+                f"positive ints, got {size!r}."
             )
         return tuple(int(s) for s in size)
 
