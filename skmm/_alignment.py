@@ -29,7 +29,7 @@ from skmm.nn._training import (
     train_loop,
 )
 from skmm.utils._atomic import restored_on_failure
-from skmm.utils._device import resolve_device
+from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._sklearn_compat import (
     Interval,
     _check_feature_names_in,
@@ -344,12 +344,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float32"]
-        try:
-            tags.non_deterministic = (
-                resolve_device(self.device, fitting=False).type != "cpu"
-            )
-        except ValueError:
-            tags.non_deterministic = False
+        tags.non_deterministic = runs_on_gpu(self.device)
         return tags
 
     def _check_X(self, X, *, reset):

@@ -49,7 +49,7 @@ from skmm.nn._training import (
     stochastic_layers,
 )
 from skmm.utils._atomic import restored_on_failure
-from skmm.utils._device import resolve_device
+from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -73,6 +73,8 @@ _PREDICT_BATCH_SIZE = 1024
 # split: below it, a tenth of the rows is too few to judge by and too many to
 # lose for training.
 _AUTO_EARLY_STOPPING_ROWS = 1000
+# Epochs without improvement before early stopping ends training.
+_PATIENCE = 10
 
 
 _SHARED_PARAMS_DOC = """
@@ -436,9 +438,9 @@ class _BaseFusionEstimator(BaseEstimator):
     def _early_stopping(self, n_samples):
         """Patience of early stopping for ``n_samples`` rows; 0 when it is off."""
         if self.early_stopping == "auto":
-            return 5 if n_samples >= _AUTO_EARLY_STOPPING_ROWS else 0
+            return _PATIENCE if n_samples >= _AUTO_EARLY_STOPPING_ROWS else 0
         if self.early_stopping is True:
-            return 5
+            return _PATIENCE
         return int(self.early_stopping)
 
     def _split(self, dataset, seed, stratify):
@@ -541,7 +543,7 @@ class _BaseFusionEstimator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
-        tags.non_deterministic = self.device != "cpu"
+        tags.non_deterministic = runs_on_gpu(self.device)
         return tags
 
 

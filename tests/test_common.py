@@ -30,6 +30,7 @@ ESTIMATORS = [
     SentenceTextEncoder(),
     SentenceTextEncoder(output="tokens", max_length=8),
     PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8),
+    PretrainedImageEncoder(image_size=32),
     PretrainedImageEncoder(partial(nn.Conv2d, 3, 4, 3), image_size=8, output="pixels"),
     CrossModalAligner(n_components=2, max_epochs=2, random_state=0),
     CrossModalAligner(
@@ -69,7 +70,18 @@ EXPECTED_FAILED = {
 }
 
 
+_BATCHED_FLOATS = (
+    "float32 convolutions round differently for batches of different sizes "
+    "(up to about 1e-5 in the backbone's features)"
+)
+
+
 def _expected_failed_checks(estimator):
+    if getattr(estimator, "module", None) == "efficientnet-lite0":
+        return {
+            "check_methods_sample_order_invariance": _BATCHED_FLOATS,
+            "check_methods_subset_invariance": _BATCHED_FLOATS,
+        }
     return EXPECTED_FAILED.get(type(estimator).__name__, {})
 
 

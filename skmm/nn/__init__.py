@@ -6,6 +6,7 @@ strategy, :class:`FusionNetwork` that joins them with one head per task, and
 its loss.
 """
 
+from skmm.nn._backbones import Backbone, available_backbones, load_backbone
 from skmm.nn._fusion_layers import (
     FUSION_LAYERS,
     FUSION_STRATEGIES,
@@ -32,6 +33,9 @@ from skmm.nn._towers import (
 )
 
 __all__ = [
+    "Backbone",
+    "available_backbones",
+    "load_backbone",
     "FUSION_LAYERS",
     "FUSION_STRATEGIES",
     "AttentionFusion",
