@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from skmm.nn._training import seeded_init
+
 __all__ = ["Backbone", "available_backbones", "load_backbone"]
 
 _INSTALL_HINT = 'pip install "skmm[images]"'
@@ -112,10 +114,9 @@ def _build_efficientnet_lite0():
         "efficientnet-lite0", _REGISTRY["efficientnet-lite0"]["packages"]
     )
     # The random initialisation below is overwritten by the pretrained
-    # weights; it runs on a forked generator so that building a backbone does
-    # not move the caller's global random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    # weights; it is seeded so that building a backbone does not move the
+    # caller's global random state.
+    with seeded_init(0):
         # image_size=None selects TensorFlow-style "SAME" padding computed from
         # each input, so any image size is read as the original model reads
         # it; at 224 it equals the package's fixed padding exactly.
