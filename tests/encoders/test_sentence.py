@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 import sys
@@ -11,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skmm import FusionClassifier, MultimodalFusion
+from skmm.encoders import _sentence
 from skmm.encoders._sentence import SentenceTextEncoder
 from skmm.nn._towers import SentenceTower
 from skmm.utils._cache import clear_frozen_cache
@@ -139,6 +141,38 @@ def test_pickle_leaves_the_weights_out_and_reloads_them(sentence_encoder):
     assert loaded.model_ is not None
 
 
+def test_pickle_of_the_packaged_model_names_the_package_not_its_path(
+    sentence_encoder, tmp_path, monkeypatch
+):
+    X = _column(TEXTS)
+    expected = sentence_encoder.transform(X)
+    installed = sentence_encoder.model_path_
+    data = pickle.dumps(sentence_encoder)
+
+    site_packages = os.path.dirname(os.path.dirname(installed))
+    assert os.fsencode(site_packages) not in data
+    # Another environment: the same package installed somewhere else.
+    elsewhere = tmp_path / "other-env" / "model"
+    elsewhere.parent.mkdir()
+    elsewhere.symlink_to(installed, target_is_directory=True)
+    monkeypatch.setattr(_sentence, "_packaged_model_path", lambda: str(elsewhere))
+    loaded = pickle.loads(data)
+
+    assert loaded.model_path_ == str(elsewhere)
+    np.testing.assert_allclose(loaded.transform(X), expected, atol=1e-6)
+
+
+def test_pickle_keeps_an_explicit_model_path(sentence_encoder, tmp_path, monkeypatch):
+    local = tmp_path / "my-model"
+    local.symlink_to(sentence_encoder.model_path_, target_is_directory=True)
+    encoder = SentenceTextEncoder(model=local).fit(_column(TEXTS))
+    monkeypatch.setattr(_sentence, "_packaged_model_path", lambda: str(tmp_path))
+    loaded = pickle.loads(pickle.dumps(encoder))
+
+    assert loaded.model_path_ == str(local)
+    assert loaded.transform(_column(TEXTS)).shape == (3, 384)
+
+
 def test_keep_model_in_pickle_stores_the_weights(sentence_encoder):
     encoder = clone(sentence_encoder).set_params(keep_model_in_pickle=True)
     encoder.fit(_column(TEXTS))
@@ -153,6 +187,88 @@ def test_missing_model_directory_is_a_clear_error(sentence_encoder, tmp_path):
         SentenceTextEncoder(model=tmp_path / "absent").fit(_column(TEXTS))
     with pytest.raises(ValueError, match="Cannot load a sentence-transformers"):
         SentenceTextEncoder(model=tmp_path).fit(_column(TEXTS))
+
+
+def test_the_model_is_loaded_without_trusting_its_code(sentence_encoder, monkeypatch):
+    import sentence_transformers
+
+    calls = []
+    real = sentence_transformers.SentenceTransformer
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", spy)
+    clone(sentence_encoder).fit(_column(TEXTS))
+
+    assert [kwargs["trust_remote_code"] for kwargs in calls] == [False]
+    assert calls[0]["local_files_only"] is True
+
+
+def _module(idx, path, class_ref):
+    return {"idx": idx, "name": str(idx), "path": path, "type": class_ref}
+
+
+_MODULES = [
+    _module(0, "", "sentence_transformers.models.Transformer"),
+    _module(1, "1_Pooling", "sentence_transformers.models.Pooling"),
+]
+
+
+@pytest.mark.parametrize(
+    "file_name, config, named",
+    [
+        (
+            "config.json",
+            {"model_type": "bert", "auto_map": {"AutoModel": "modeling_evil.Evil"}},
+            "auto_map",
+        ),
+        (
+            "tokenizer_config.json",
+            {"auto_map": {"AutoTokenizer": ["tokenization_evil.Evil", None]}},
+            "auto_map",
+        ),
+        (
+            "modules.json",
+            [*_MODULES, _module(2, "", "modeling_evil.Evil")],
+            "'modeling_evil.Evil'",
+        ),
+        (
+            "1_Pooling/wordembedding_config.json",
+            {"tokenizer_class": "modeling_evil.EvilTokenizer"},
+            "'modeling_evil.EvilTokenizer'",
+        ),
+        (
+            "1_Pooling/config.json",
+            {"activation_function": "modeling_evil.evil"},
+            "'modeling_evil.evil'",
+        ),
+    ],
+)
+def test_a_model_asking_for_its_own_code_is_refused_before_loading(
+    tmp_path, monkeypatch, file_name, config, named
+):
+    pytest.importorskip("sentence_transformers")
+    model_dir = tmp_path / "model"
+    (model_dir / "1_Pooling").mkdir(parents=True)
+    (model_dir / "modules.json").write_text(json.dumps(_MODULES))
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (model_dir / file_name).write_text(json.dumps(config))
+    # Code a loader would import: it must never run.
+    ran = tmp_path / "code-ran"
+    (model_dir / "modeling_evil.py").write_text(
+        f"open({str(ran)!r}, 'w').close()\nEvil = EvilTokenizer = evil = object\n"
+    )
+    monkeypatch.syspath_prepend(str(model_dir))
+
+    with pytest.raises(ValueError, match="not part of sentence-transformers") as info:
+        SentenceTextEncoder(model=model_dir).fit(_column(TEXTS))
+
+    message = str(info.value)
+    assert repr(str(model_dir / file_name)) in message
+    assert named in message
+    assert not ran.exists()
 
 
 def test_missing_sentence_transformers_asks_to_install_it(monkeypatch):
@@ -255,7 +371,12 @@ def test_fusion_classifier_fine_tunes_the_model_only_when_unfrozen(
             [("text", encoder, ["text"]), ("numeric", StandardScaler(), ["x"])]
         ),
         FusionClassifier(
-            hidden_dim=8, max_epochs=2, batch_size=8, device="cpu", random_state=0
+            hidden_dim=8,
+            max_epochs=2,
+            batch_size=8,
+            lr=1e-3,
+            device="cpu",
+            random_state=0,
         ),
     ).fit(X, y)
 
