@@ -114,7 +114,7 @@ default="concat"
         default from 1,000 rows) training usually stops well before.
     batch_size : int, default=64
         Rows per gradient step.
-    lr : float, default=1e-3
+    lr : float, default=3e-3
         Learning rate. A pretrained tower whose block sets its own rate
         (``BlockSpec.lr``, e.g. ``SentenceTextEncoder(tower_lr=...)``) trains
         at that rate in its own optimizer parameter group.
@@ -127,7 +127,7 @@ torch optimizer class, default="adam"
         L2 penalty of the optimizer.
     early_stopping : "auto", bool or int, default="auto"
         Hold out ``validation_fraction`` of the training rows (stratified
-        for classifiers), stop when their loss has not improved for 5
+        for classifiers), stop when their loss has not improved for 10
         epochs (or for the given number of epochs) and restore the weights
         of the best epoch. ``"auto"``: on when the training data has at
         least 1,000 rows, as scikit-learn's ``HistGradientBoosting*`` do
@@ -232,7 +232,7 @@ class _BaseFusionEstimator(BaseEstimator):
         temperature=0.1,
         max_epochs=100,
         batch_size=64,
-        lr=1e-3,
+        lr=3e-3,
         optimizer="adam",
         optimizer_kwargs=None,
         weight_decay=0.0,
