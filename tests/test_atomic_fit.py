@@ -107,3 +107,20 @@ def test_negative_sample_weight_and_zero_epochs_are_refused(data):
         FusionClassifier(**FAST).fit(X, labels, sample_weight=-np.ones(len(X)))
     with pytest.raises(ValueError, match="max_epochs"):
         FusionClassifier(**{**FAST, "max_epochs": 0}).fit(X, labels)
+
+
+def test_a_failed_refit_of_a_trained_cnn_keeps_the_fitted_network():
+    from skmm import CNNImageEncoder
+
+    rng = np.random.RandomState(0)
+    X = np.empty((12, 1), dtype=object)
+    for i in range(12):
+        X[i, 0] = rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)
+    y = np.arange(12) % 2
+    encoder = CNNImageEncoder(image_size=8, channels=(4,), max_epochs=1).fit(X, y)
+    before = encoder.transform(X)
+    with pytest.raises(ValueError):
+        # Two image columns, then a target of the wrong length.
+        encoder.fit(np.hstack([X, X]), y[:5])
+    np.testing.assert_array_equal(encoder.transform(X), before)
+    assert encoder.trained_on_y_

@@ -16,6 +16,7 @@ from skmm.encoders._image_base import CHUNK_ROWS, BaseImageEncoder
 from skmm.encoders._image_io import IMAGE_MODES
 from skmm.nn._towers import ConvTower
 from skmm.nn._training import fit_seeds, make_generator, seeded_init, train_loop
+from skmm.utils._atomic import restored_on_failure
 from skmm.utils._cache import block_key, cached, content_key, params_key
 from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -335,7 +336,14 @@ class CNNImageEncoder(BaseImageEncoder):
         return copy.deepcopy(self.cnn_).train()
 
     def _fit(self, X, y, *, transform):
-        """Fit; with ``transform``, return the encoded ``X`` as well."""
+        """Fit; with ``transform``, return the encoded ``X`` as well.
+
+        A fit that fails or is interrupted leaves the encoder as it was.
+        """
+        with restored_on_failure(self):
+            return self._fit_unguarded(X, y, transform=transform)
+
+    def _fit_unguarded(self, X, y, *, transform):
         size = self._check_params()
         device = resolve_device(self.device)
         X, columns = self._check_fit_block(X, size)
