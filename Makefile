@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench quality lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Quality of the defaults beside scikit-learn baselines, on the real datasets
+# of ../shared/data when present: QUALITY_ARGS=--quick takes about 15 minutes
+# on one thread, the full run longer.
+quality: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skmm tests benchmarks examples
