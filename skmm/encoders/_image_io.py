@@ -7,8 +7,9 @@ process.
 Two kinds of block are read:
 
 - *image cells*: an object block whose cells are file paths, encoded bytes,
-  PIL images or arrays. :func:`decode_cells` decodes, converts and resizes
-  each cell with Pillow into a ``uint8`` batch.
+  PIL images or arrays. :func:`decode_cells` decodes, turns upright (EXIF
+  orientation), converts and resizes each cell with Pillow into a ``uint8``
+  batch.
 - *flattened images*: a numeric block with one image per row.
   :func:`flat_rows_to_images` reshapes and resizes it into a ``float32``
   batch in the units of the input.
@@ -21,7 +22,7 @@ from io import BytesIO
 from numbers import Integral, Real
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from skmm.utils._validation import is_missing
 
@@ -81,12 +82,26 @@ def resolve_input_shape(n_features, input_shape):
     """Return the ``(H, W, C)`` of the images flattened in rows of ``n_features``.
 
     With ``input_shape=None``, a perfect square is a square grayscale image
-    and any other width a ``1 x n_features`` grayscale strip.
+    and any other width a ``1 x n_features`` grayscale strip, except a width
+    of ``3 * k**2`` with ``k > 1``: that is the width of flattened ``k x k``
+    RGB images, which a strip would silently misread, so it raises a
+    ValueError that asks for ``input_shape``.
     """
     if input_shape is None:
         side = math.isqrt(n_features)
         if side * side == n_features:
             return (side, side, 1)
+        colour_side = math.isqrt(n_features // 3)
+        if colour_side > 1 and 3 * colour_side * colour_side == n_features:
+            raise ValueError(
+                f"The numeric block has {n_features} columns, 3 x "
+                f"{colour_side}x{colour_side}: the width of flattened "
+                f"{colour_side}x{colour_side} RGB images, which without "
+                "input_shape would be read as 1 x "
+                f"{n_features} grey strips. Pass input_shape=({colour_side}, "
+                f"{colour_side}, 3) if each row is an RGB image (channels "
+                f"last), or input_shape=(1, {n_features}) if it is a grey strip."
+            )
         return (1, n_features, 1)
     shape = tuple(input_shape)
     if len(shape) == 2:
@@ -125,7 +140,16 @@ def _array_to_pil(arr, column, row):
     if arr.size == 0:
         raise ValueError(f"{where}: the image array is empty, shape {arr.shape}.")
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        if not np.isfinite(arr).all():
+            n_nan = int(np.isnan(arr).sum())
+            found = f"{n_nan} NaN" if n_nan else "infinite values"
+            raise ValueError(
+                f"{where}: the image array holds {found} among its "
+                f"{arr.size} values; every pixel of an image must be a finite "
+                "number. A missing image is a missing cell: put None or NaN in "
+                "the cell in place of the array."
+            )
+        if arr.min() < 0 or arr.max() > 1:
             raise ValueError(
                 f"{where}: a float image array must hold finite values in [0, 1], "
                 f"found values in [{np.nanmin(arr)}, {np.nanmax(arr)}]. Divide "
@@ -146,14 +170,46 @@ def _array_to_pil(arr, column, row):
     return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
 
 
+def _orientation(image):
+    """The EXIF orientation of ``image``, 1 (upright) when it has none."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _upright(image):
+    """``image`` turned as its EXIF orientation says; itself when upright."""
+    if _orientation(image) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def _to_8bit(image):
+    """``image`` with its integer pixels scaled to the 8-bit range.
+
+    Pillow's ``convert`` clips the pixels of a 16-bit image (modes ``I;16*``,
+    and ``I`` as older Pillow opens 16-bit PNGs) at 255 instead of scaling
+    them, which turns almost every pixel white. 16-bit pixels are divided by
+    257 (65535 to 255). A mode ``I`` image whose pixels all lie in [0, 255]
+    already holds 8-bit values and keeps them; otherwise it is read as 16-bit.
+    """
+    if not (image.mode == "I" or image.mode.startswith("I;16")):
+        return image
+    pixels = np.asarray(image).astype(np.int64)
+    if image.mode.startswith("I;16") or pixels.min() < 0 or pixels.max() > 255:
+        pixels = np.rint(np.clip(pixels, 0, 65535) / 257)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
 def _open_file(source, mode, size, column, row):
     name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
     try:
         with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as im:
-            # JPEG only: decode at a reduced scale that still covers ``size``,
-            # several times faster for photos larger than the target.
-            im.draft(mode, (size[1], size[0]))
-            return im.convert(mode)
+            # JPEG only: decode at a reduced scale that still covers ``size``
+            # (its sides swapped when the EXIF orientation turns the image a
+            # quarter), several times faster for photos larger than the target.
+            quarter_turn = _orientation(im) in (5, 6, 7, 8)
+            im.draft(mode, (size[0], size[1]) if quarter_turn else (size[1], size[0]))
+            return _to_8bit(_upright(im)).convert(mode)
     # Pillow's format plugins signal truncated or corrupt data with OSError,
     # ValueError, SyntaxError, struct errors or DecompressionBombError alike.
     except Exception as exc:
@@ -171,7 +227,8 @@ def decode_image(value, mode, size, column, row):
     value : str, path-like, bytes, PIL.Image.Image or ndarray
         A file path, the bytes of an encoded file, a PIL image, or an array
         of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8 or float in
-        [0, 1].
+        [0, 1]. Files and PIL images are turned upright as their EXIF
+        orientation says, and 16-bit pixels scaled to 8 bits.
     mode : {"RGB", "L"}
         Pillow mode the image is converted to; an alpha channel is dropped.
     size : tuple of int
@@ -199,7 +256,7 @@ def decode_image(value, mode, size, column, row):
                 f"{type(value).__name__} {value!r:.50}."
             )
         try:
-            image = image.convert(mode)
+            image = _to_8bit(_upright(image)).convert(mode)
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"{_cell_name(column, row)}: cannot convert the image of mode "

@@ -17,6 +17,7 @@ neither the caller nor the cache can alter the other's copy.
 """
 
 import copy
+import hashlib
 import os
 import threading
 from collections import OrderedDict, namedtuple
@@ -34,8 +35,9 @@ __all__ = [
     "cached_each",
     "clear_frozen_cache",
     "content_key",
-    "frozen_cache_info",
+    "file_digests",
     "file_stamps",
+    "frozen_cache_info",
     "module_key",
     "params_key",
 ]
@@ -198,8 +200,9 @@ def content_key(*parts):
 def file_stamps(cells):
     """Size and modification time of the file named by each path cell.
 
-    A key that holds paths must hold these too, so that a file edited in
-    place is read again.
+    Cheaper than :func:`file_digests` (one ``stat`` per file) for large
+    files such as model weights, but blind to a file replaced by another of
+    the same size and modification time (as ``cp -p`` and ``tar x`` make).
 
     Parameters
     ----------
@@ -228,10 +231,58 @@ def file_stamps(cells):
     return stamps
 
 
+def _file_digest(path):
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        while chunk := file.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digests(cells):
+    """Hash of the bytes of the file named by each path cell.
+
+    A key that holds paths must hold these too, so that a file changed in
+    place is read again, even when its size and modification time are kept
+    (as ``cp -p``, ``rsync -t`` or ``tar x`` keep them).
+
+    Every file is read once more to be hashed (BLAKE2b), which costs a few
+    tens of microseconds per small JPEG once the file is in the page cache,
+    far less than decoding it, but more than :func:`file_stamps`'s ``stat``
+    and more again on a slow or network disk.
+
+    Parameters
+    ----------
+    cells : ndarray of dtype object
+        Cells of a column block.
+
+    Returns
+    -------
+    digests : list
+        A hex digest per ``str`` or path-like cell that names a readable
+        file, in the order of ``cells.flat``; None for any other cell.
+    """
+    digests = []
+    for value in cells.flat:
+        digest = None
+        if isinstance(value, (str, os.PathLike)):
+            try:
+                digest = _file_digest(value)
+            except (OSError, ValueError):
+                # An unreadable path fails when it is decoded, before anything
+                # is stored under the key.
+                pass
+        digests.append(digest)
+    return digests
+
+
 def block_key(X):
     """Hash of a checked column block: its cells and the files they name.
 
-    Column names are left out: they shape no number.
+    Column names are left out: they shape no number. A path enters the key
+    with the hash of its file's bytes (:func:`file_digests`), so a file
+    replaced by another is read again whatever its size and modification
+    time.
 
     Parameters
     ----------
@@ -242,8 +293,8 @@ def block_key(X):
     -------
     key : str
     """
-    stamps = file_stamps(X) if X.dtype == object else None
-    return content_key(X, stamps)
+    digests = file_digests(X) if X.dtype == object else None
+    return content_key(X, digests)
 
 
 def module_key(module):

@@ -223,6 +223,34 @@ def test_an_edited_image_file_is_read_again(tmp_path):
 
 
 @pytest.mark.parametrize("encoder", ["cnn", "pretrained"])
+def test_a_file_replaced_with_the_same_size_and_mtime_is_read_again(tmp_path, encoder):
+    # Uncompressed BMP files of one shape all have the same size.
+    paths = [tmp_path / f"{i}.bmp" for i in range(3)]
+    for i, path in enumerate(paths):
+        Image.fromarray(_rgb(i)).save(path)
+    X = _column(paths)
+    first = CNNImageEncoder(**FAST) if encoder == "cnn" else _pretrained()
+    Xt = first.fit_transform(X)
+
+    # As `cp -p` or `tar x` replace a file: other bytes, same size and mtime.
+    before = os.stat(paths[1])
+    Image.fromarray(_rgb(10)).save(paths[1])
+    os.utime(paths[1], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(paths[1])
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    Xt_refitted = clone(first).fit_transform(X)
+    Xt_transformed = first.transform(X)
+
+    assert not np.array_equal(Xt_refitted[1], Xt[1])
+    assert not np.array_equal(Xt_transformed[1], Xt[1])
+    # The fitted state is the first one: the other rows are unchanged.
+    np.testing.assert_array_equal(Xt_transformed[[0, 2]], Xt[[0, 2]])
+    np.testing.assert_array_equal(
+        Xt_refitted, clone(first).set_params(cache=False).fit_transform(X)
+    )
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "pretrained"])
 def test_grid_search_decodes_each_fold_once(count_decoded, encoder):
     rng = np.random.RandomState(0)
     X = _column([_rgb(i) for i in range(12)])
