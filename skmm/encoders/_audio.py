@@ -77,6 +77,22 @@ def _pcm_to_float(data):
     return data.astype(np.float64) / -float(np.iinfo(data.dtype).min)
 
 
+def _array_to_float(wave):
+    """Samples of an array as float64, PCM integers scaled as in a WAV file.
+
+    int8, int16, int32 and uint8 arrays hold PCM samples, the types
+    ``scipy.io.wavfile`` returns: they are scaled to [-1, 1] by the full scale
+    of their type, as the WAV reader does, so an array and the file it was
+    read from give the same features. Other integer arrays (int64, the type
+    numpy gives a list of Python ints) and boolean ones are taken as
+    amplitudes, like float arrays.
+    """
+    kind, itemsize = wave.dtype.kind, wave.dtype.itemsize
+    if (kind == "i" and itemsize <= 4) or (kind == "u" and itemsize == 1):
+        return _pcm_to_float(wave)
+    return wave.astype(np.float64)
+
+
 def _read_wav(path, sample_rate, column, row):
     try:
         rate, data = wavfile.read(path)
@@ -118,7 +134,7 @@ def _load_clip(value, sample_rate, column, row):
                 f"of numbers, got an array of shape {wave.shape} and dtype "
                 f"{wave.dtype}."
             )
-        wave = wave.astype(np.float64)
+        wave = _array_to_float(wave)
     elif is_missing(value):
         return None
     else:
@@ -199,6 +215,13 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
       of any length. Each column gives its own features, side by side.
     - a 2-D numeric block whose rows are waveforms at ``sample_rate``. NaN
       samples are dropped, so shorter clips can be padded with NaN.
+
+    Samples are scaled as ``scipy.io.wavfile`` reads them: float samples are
+    kept (full scale is 1), and arrays of PCM integers (``int8``, ``int16``,
+    ``int32``, ``uint8``) are scaled to [-1, 1] as in a WAV file of that
+    sample type, so a clip gives the same features from its file and from
+    its samples. Other integer arrays (``int64``, the type numpy gives a
+    list of Python ints) are taken as amplitudes, like floats.
 
     A missing clip (``None``, ``NaN``, an empty array or an all-NaN row)
     encodes as zeros in ``fit`` and ``transform`` alike: after
@@ -420,7 +443,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
             self.pooling,
         )
         if kind == "waveform_rows":
-            X = X.astype(np.float64)
+            X = _array_to_float(X)
             clips = ((X[i], None, i) for i in range(X.shape[0]))
             n_clips = 1
         else:

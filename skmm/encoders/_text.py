@@ -2,7 +2,8 @@
 
 Both take a 2-D block of text columns. The cells of a row are joined with a
 space into one text; a missing cell (``None``, ``NaN``, ``pd.NA``) is empty
-text, and any other cell is converted with ``str``.
+text, a byte string is decoded as UTF-8, and any other cell is converted with
+``str``. A lone UTF-16 surrogate becomes U+FFFD, the replacement character.
 """
 
 import re
@@ -37,19 +38,65 @@ PADDING_ID = 0
 OOV_ID = 1
 
 
-def _cell_text(value):
+def _without_surrogates(texts):
+    """Return ``texts`` with their UTF-16 surrogates resolved.
+
+    A pair of surrogates (text decoded from UTF-16 or JSON escapes without
+    joining them) becomes the character it encodes; a lone surrogate, which
+    has no UTF-8 encoding, becomes U+FFFD, the replacement character.
+    """
+    # UTF-8 can encode every character but a surrogate, and encoding all the
+    # texts at once is much faster than searching them; ASCII needs neither.
+    joined = "".join(texts)
+    if joined.isascii():
+        return texts
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return [
+            text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            for text in texts
+        ]
+    return texts
+
+
+def _cell_text(value, column, row):
+    """Return the text of one cell; ``column`` and ``row`` name it in errors."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"The text in column {column!r}, row {row} is a byte string that "
+                f"is not valid UTF-8 ({exc.reason} at byte {exc.start}: "
+                f"{exc.object[exc.start : exc.end]!r}). Decode the column to str "
+                "with its actual encoding (for instance "
+                "values.str.decode('latin-1') on a pandas Series) before "
+                "encoding it."
+            ) from exc
     return "" if is_missing(value) else str(value)
 
 
-def _block_texts(X):
-    """Return one text per row of the object block ``X``."""
-    columns = [
-        [v if type(v) is str else _cell_text(v) for v in X[:, j].tolist()]
-        for j in range(X.shape[1])
+def _block_texts(X, columns=None):
+    """Return one text per row of the object block ``X``.
+
+    ``columns`` names the columns in error messages; ``"column 0"``, ... when
+    it is None.
+    """
+    if columns is None:
+        columns = [f"column {j}" for j in range(X.shape[1])]
+    texts = [
+        _without_surrogates(
+            [
+                v if type(v) is str else _cell_text(v, column, i)
+                for i, v in enumerate(X[:, j].tolist())
+            ]
+        )
+        for j, column in enumerate(columns)
     ]
-    if len(columns) == 1:
-        return columns[0]
-    return [" ".join(cells) for cells in zip(*columns)]
+    if len(texts) == 1:
+        return texts[0]
+    return [" ".join(cells) for cells in zip(*texts)]
 
 
 def _clean_text(text, *, lowercase, normalize_urls, normalize_numbers):
@@ -81,8 +128,8 @@ class TfidfTextEncoder(TransformerMixin, BaseEstimator):
 
     Missing cells (``None``, ``NaN``, ``pd.NA``) are empty text, the same in
     ``fit`` and ``transform``: a row whose cells are all missing encodes as a
-    row of zeros. Cells that are not strings (numbers, for instance) are
-    converted with ``str``.
+    row of zeros. Byte strings are decoded as UTF-8 and other cells that are
+    not strings (numbers, for instance) are converted with ``str``.
 
     Parameters
     ----------
@@ -139,6 +186,17 @@ class TfidfTextEncoder(TransformerMixin, BaseEstimator):
     --------
     SequenceTextEncoder : Encode text as padded token-id sequences.
     sklearn.feature_extraction.text.TfidfVectorizer : The vectorizer used.
+
+    Notes
+    -----
+    Byte-string cells (``b"..."``) are decoded as UTF-8, so ``b"good movie"``
+    and ``"good movie"`` encode alike; bytes that are not valid UTF-8 raise a
+    ``ValueError`` naming the column and row. A lone UTF-16 surrogate (such
+    as ``"\\ud800"``, left by a broken decoding) has no UTF-8 encoding, so
+    tokenizers and file writers reject it: it is replaced with U+FFFD, the
+    replacement character, as Python's ``errors="replace"`` does, and the
+    rest of the text is kept. A valid surrogate pair becomes the character
+    it encodes.
 
     Examples
     --------
@@ -262,8 +320,8 @@ class TfidfTextEncoder(TransformerMixin, BaseEstimator):
             is set.
         """
         check_is_fitted(self)
-        X, _ = check_column_block(self, X, reset=False)
-        Xt = self.vectorizer_.transform(_block_texts(X))
+        X, columns = check_column_block(self, X, reset=False)
+        Xt = self.vectorizer_.transform(_block_texts(X, columns))
         if self.n_components is None:
             return Xt
         return self.svd_.transform(Xt)
@@ -297,7 +355,7 @@ class TfidfTextEncoder(TransformerMixin, BaseEstimator):
 
     def _fit(self, X):
         X, columns = check_column_block(self, X, reset=True)
-        texts = _block_texts(X)
+        texts = _block_texts(X, columns)
         self._check_min_df(len(texts), columns)
         self.vectorizer_ = self._make_vectorizer()
         try:
@@ -373,7 +431,8 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
 
     Missing cells (``None``, ``NaN``, ``pd.NA``) are empty text, the same in
     ``fit`` and ``transform``: a row whose cells are all missing encodes as
-    all padding. Cells that are not strings are converted with ``str``.
+    all padding. Byte strings are decoded as UTF-8 and other cells that are
+    not strings are converted with ``str``.
 
     Parameters
     ----------
@@ -411,6 +470,17 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
     See Also
     --------
     TfidfTextEncoder : Encode text as TF-IDF features.
+
+    Notes
+    -----
+    Byte-string cells (``b"..."``) are decoded as UTF-8, so ``b"good movie"``
+    and ``"good movie"`` encode alike; bytes that are not valid UTF-8 raise a
+    ``ValueError`` naming the column and row. A lone UTF-16 surrogate (such
+    as ``"\\ud800"``, left by a broken decoding) has no UTF-8 encoding, so
+    tokenizers and file writers reject it: it is replaced with U+FFFD, the
+    replacement character, as Python's ``errors="replace"`` does, and the
+    rest of the text is kept. A valid surrogate pair becomes the character
+    it encodes.
 
     Examples
     --------
@@ -501,8 +571,8 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
             Token ids, padded with 0; unseen tokens are 1.
         """
         check_is_fitted(self)
-        X, _ = check_column_block(self, X, reset=False)
-        return self._to_ids(self._tokenize(X))
+        X, columns = check_column_block(self, X, reset=False)
+        return self._to_ids(self._tokenize(X, columns))
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names for transformation.
@@ -546,8 +616,8 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
         return tags
 
     def _fit(self, X):
-        X, _ = check_column_block(self, X, reset=True)
-        tokens = self._tokenize(X)
+        X, columns = check_column_block(self, X, reset=True)
+        tokens = self._tokenize(X, columns)
         counts = Counter(chain.from_iterable(tokens))
         terms = sorted(
             (term for term, count in counts.items() if count >= self.min_frequency),
@@ -559,7 +629,7 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
         self.vocabulary_size_ = len(self.vocabulary_) + 2
         return self._to_ids(tokens)
 
-    def _tokenize(self, X):
+    def _tokenize(self, X, columns):
         pattern = re.compile(self.token_pattern)
         if pattern.groups > 1:
             raise ValueError(
@@ -567,7 +637,7 @@ class SequenceTextEncoder(TransformerMixin, BaseEstimator):
                 "capturing groups; use at most one (the token)."
             )
         findall = pattern.findall
-        texts = _block_texts(X)
+        texts = _block_texts(X, columns)
         if self.lowercase:
             return [findall(text.lower()) for text in texts]
         return [findall(text) for text in texts]

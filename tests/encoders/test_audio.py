@@ -1,4 +1,5 @@
 import pickle
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,59 @@ def test_wav_files_round_trip(tmp_path):
     # int16 samples are scaled to [-1, 1]; stereo channels are averaged.
     np.testing.assert_allclose(Xt[0], Xt[2])
     np.testing.assert_allclose(Xt[1], Xt[3])
+
+
+def _write_int16_wav(path, pcm, rate=RATE):
+    """Write mono int16 samples with the standard library's writer."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.astype("<i2").tobytes())
+
+
+def test_int16_array_cell_matches_its_wav_file(tmp_path):
+    rng = np.random.RandomState(0)
+    noisy_tone = _tone(700) + 0.05 * rng.normal(size=int(0.5 * RATE))
+    pcm = np.round(noisy_tone * 20000).astype(np.int16)
+    path = tmp_path / "clip.wav"
+    _write_int16_wav(path, pcm)
+
+    raw = AudioEncoder(**FAST, normalize=False).fit_transform(_column([path, pcm]))
+    np.testing.assert_allclose(raw[1], raw[0])
+    encoder = AudioEncoder(**FAST).fit(_column([path, _tone(300)]))
+    np.testing.assert_allclose(
+        encoder.transform(_column([pcm])), encoder.transform(_column([str(path)]))
+    )
+
+
+@pytest.mark.parametrize(
+    "dtype, full_scale, zero",
+    [
+        (np.int8, 2**7, 0),
+        (np.uint8, 2**7, 2**7),
+        (np.int16, 2**15, 0),
+        (np.int32, 2**31, 0),
+    ],
+)
+def test_pcm_arrays_are_scaled_like_wav_samples(dtype, full_scale, zero):
+    pcm = (np.round(_tone(700) * (full_scale - 1)) + zero).astype(dtype)
+    scaled = (pcm.astype(np.float64) - zero) / full_scale
+    encoder = AudioEncoder(**FAST, normalize=False)
+
+    expected = encoder.fit_transform(_column([scaled]))
+    np.testing.assert_allclose(encoder.fit_transform(_column([pcm])), expected)
+    np.testing.assert_allclose(encoder.fit_transform(pcm[np.newaxis]), expected)
+
+
+def test_int64_arrays_are_amplitudes():
+    amplitudes = np.array([0, 1, 0, -1] * 1000)
+    encoder = AudioEncoder(**FAST, normalize=False)
+
+    np.testing.assert_allclose(
+        encoder.fit_transform(_column([amplitudes])),
+        encoder.fit_transform(_column([amplitudes.astype(np.float64)])),
+    )
 
 
 def test_wav_files_are_resampled(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from skmm._blocks import BlockSpec
@@ -267,3 +268,80 @@ def test_sequence_pickle_round_trip():
     np.testing.assert_array_equal(
         restored.transform(REVIEWS), encoder.transform(REVIEWS)
     )
+
+
+# Cell decoding, common to both encoders
+
+ENCODERS = [
+    pytest.param(TfidfTextEncoder(), id="tfidf"),
+    pytest.param(SequenceTextEncoder(max_length=4), id="sequence"),
+]
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_byte_string_cells_are_decoded_as_utf8(encoder):
+    texts = ["good movie", "bad film", "café crème"]
+    as_bytes = [text.encode("utf-8") for text in texts]
+    expected = _dense(clone(encoder).fit_transform(_column(texts)))
+
+    np.testing.assert_array_equal(
+        _dense(clone(encoder).fit_transform(_column(as_bytes))), expected
+    )
+    np.testing.assert_array_equal(
+        _dense(clone(encoder).fit_transform(np.array(as_bytes)[:, np.newaxis])),
+        expected,
+    )
+    fitted = clone(encoder).fit(_column(texts))
+    np.testing.assert_array_equal(_dense(fitted.transform(_column(as_bytes))), expected)
+
+
+def test_tfidf_byte_string_vocabulary_is_the_text():
+    encoder = TfidfTextEncoder().fit(_column([b"good movie", "good film"]))
+
+    assert list(encoder.get_feature_names_out()) == ["film", "good", "movie"]
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_invalid_utf8_bytes_name_column_and_row(encoder):
+    valid = pd.DataFrame({"title": ["ok", "fine"], "review": ["good", "caf"]})
+    invalid = valid.astype(object)
+    invalid.loc[1, "review"] = b"caf\xe9"
+    message = r"column 'review', row 1 is a byte string that is not valid UTF-8"
+
+    with pytest.raises(ValueError, match=message):
+        clone(encoder).fit(invalid)
+    fitted = clone(encoder).fit(valid)
+    with pytest.raises(ValueError, match=message):
+        fitted.transform(invalid)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_lone_surrogate_becomes_the_replacement_character(encoder):
+    # "\ud800" is a lone surrogate; the pair "\ud83d\ude00" encodes U+1F600.
+    broken = _column(["café \ud800x", "smile \ud83d\ude00 now"])
+    clean = _column(["café \ufffdx", "smile \U0001f600 now"])
+    encoder = clone(encoder).set_params(token_pattern=r"\S+")
+
+    Xt = _dense(encoder.fit_transform(broken))
+    np.testing.assert_array_equal(Xt, _dense(clone(encoder).fit_transform(clean)))
+    np.testing.assert_array_equal(_dense(encoder.transform(clean)), Xt)
+
+
+def test_tfidf_surrogates_leave_utf8_feature_names():
+    encoder = TfidfTextEncoder(token_pattern=r"\S+")
+    encoder.fit(_column(["café \ud800x", "smile \ud83d\ude00 now"]))
+    names = list(encoder.get_feature_names_out())
+
+    assert "\ufffdx" in names
+    assert "\U0001f600" in names
+    "\n".join(names).encode("utf-8")
+
+
+def test_sentence_encoder_replaces_a_lone_surrogate():
+    pytest.importorskip("sentence_transformers")
+    from skmm.encoders._sentence import SentenceTextEncoder
+
+    encoder = SentenceTextEncoder().fit(_column(["a good movie"]))
+    Xt = encoder.transform(_column(["a good\ud800 movie", "a good\ufffd movie"]))
+
+    np.testing.assert_allclose(Xt[0], Xt[1])
