@@ -105,8 +105,10 @@ class CNNImageEncoder(BaseImageEncoder):
     input_shape : tuple of int, default=None
         ``(H, W)`` or ``(H, W, C)`` (channels last, C in 1, 3, 4) of the
         images stored in the rows of a numeric block. With ``None``, a
-        perfect-square width is a square grey image (64 columns are 8x8) and
-        any other width a ``1 x n_columns`` grey strip. Ignored for blocks of
+        perfect-square width is a square grey image (64 columns are 8x8), a
+        width of ``3 * k * k`` (k > 1), that of flattened ``k x k`` RGB
+        images, raises a ValueError that asks for ``input_shape``, and any
+        other width is a ``1 x n_columns`` grey strip. Ignored for blocks of
         image cells.
     max_epochs : int, default=0
         Passes over the data when training on ``y``. The default, 0, keeps the

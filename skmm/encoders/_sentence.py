@@ -448,11 +448,11 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
             padding for empty text.
         """
         check_is_fitted(self)
-        X, _ = check_column_block(self, X, reset=False)
+        X, columns = check_column_block(self, X, reset=False)
         if self.output == "tokens":
             self._check_tokens_fitted()
-            return self._tokenize(_block_texts(X))
-        return self._embed(_block_texts(X))
+            return self._tokenize(_block_texts(X, columns))
+        return self._embed(_block_texts(X, columns))
 
     @property
     def model_(self):
