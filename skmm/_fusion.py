@@ -3,8 +3,11 @@
 import numpy as np
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
+from sklearn.utils._set_output import _get_container_adapter
 
+from skmm import encoders
 from skmm._blocks import ModalityBlocks, block_spec_for
 from skmm.utils._sklearn_compat import StrOptions, _safe_set_output
 
@@ -21,6 +24,22 @@ def _check_2d_input(X):
             "Reshape your data, e.g. with X.reshape(-1, 1) for a single column."
         )
     return X
+
+
+def _reads_column_blocks(transformer):
+    """Whether a single column name should reach ``transformer`` as a 2-D block.
+
+    skmm's encoders read 2-D column blocks only, so a column name gives them
+    a one-column block, as does ``"passthrough"``, which must output 2-D. Any
+    other transformer follows ColumnTransformer's rule and receives the 1-D
+    column, which is what a text vectorizer expects.
+    """
+    if isinstance(transformer, Pipeline) and transformer.steps:
+        transformer = transformer.steps[0][1]
+    if isinstance(transformer, str):
+        return transformer == "passthrough"
+    encoder_classes = tuple(getattr(encoders, name) for name in encoders.__all__)
+    return isinstance(transformer, encoder_classes)
 
 
 class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
@@ -42,8 +61,10 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
     transformers : list of (str, transformer, columns) tuples
         The modalities: a name, an encoder (or ``"passthrough"`` /
         ``"drop"``) and the columns it reads, as in ColumnTransformer. A
-        single column name (``"photo"``) is passed as a one-column 2-D block,
-        like ``["photo"]``: encoders always receive 2-D column blocks.
+        single column name (``"photo"``) gives skmm's encoders (or a pipeline
+        that starts with one) and ``"passthrough"`` a one-column 2-D block,
+        like ``["photo"]``; any other transformer receives the 1-D column, as
+        in ColumnTransformer, so that ``CountVectorizer`` reads the texts.
     output : {"blocks", "flat"}, default="blocks"
         What ``transform`` returns.
     remainder : {"drop", "passthrough"} or transformer, default="drop"
@@ -127,12 +148,15 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         """Set the output container of ``transform`` for ``output="flat"``.
 
         The encoders are configured too. Modality blocks stay numpy arrays
-        whatever the setting, since they feed torch towers.
+        whatever the setting, since they feed torch towers. Without a call to
+        ``set_output``, ``sklearn.config_context(transform_output=...)``
+        decides, as for any scikit-learn transformer.
 
         Parameters
         ----------
         transform : {"default", "pandas", "polars"}, default=None
-            Output container; ``None`` leaves it unchanged.
+            Output container; ``None`` leaves it unchanged. ``"polars"``
+            requires polars to be installed.
 
         Returns
         -------
@@ -189,11 +213,13 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         Xt : ModalityBlocks, ndarray or sparse matrix
             Modality blocks, or the flat matrix with ``output="flat"``.
         """
+        X = _check_2d_input(X)
         self._fitting = True
         try:
-            return super().fit_transform(_check_2d_input(X), y, **params)
+            Xt = super().fit_transform(X, y, **params)
         finally:
             del self._fitting
+        return self._wrap_flat_output(Xt, X)
 
     def transform(self, X, **params):
         """Encode each modality with its fitted encoder.
@@ -210,7 +236,8 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         Xt : ModalityBlocks, ndarray or sparse matrix
             Modality blocks, or the flat matrix with ``output="flat"``.
         """
-        return super().transform(_check_2d_input(X), **params)
+        X = _check_2d_input(X)
+        return self._wrap_flat_output(super().transform(X, **params), X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -228,12 +255,10 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         return tags
 
     def _iter(self, fitted, column_as_labels, skip_drop, skip_empty_columns):
-        # A single column name selects a one-column 2-D block, not a Series:
-        # every encoder takes 2-D column blocks.
         for name, trans, columns, weight in super()._iter(
             fitted, column_as_labels, skip_drop, skip_empty_columns
         ):
-            if np.isscalar(columns):
+            if np.isscalar(columns) and _reads_column_blocks(trans):
                 columns = [columns]
             yield name, trans, columns, weight
 
@@ -250,7 +275,7 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
 
     def _hstack(self, Xs, *, n_samples):
         if self.output == "flat":
-            return self._flat_output(Xs, n_samples=n_samples)
+            return super()._hstack(Xs, n_samples=n_samples)
         names = self._block_names()
         fitted = dict(self.named_transformers_)
         blocks = {}
@@ -263,18 +288,13 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
             self.block_specs_ = specs
         return ModalityBlocks(blocks, specs)
 
-    def _flat_output(self, Xs, *, n_samples):
-        Xt = super()._hstack(Xs, n_samples=n_samples)
-        config = getattr(self, "_sklearn_output_config", {}).get("transform")
-        if config in (None, "default") or sparse.issparse(Xt):
+    def _wrap_flat_output(self, Xt, X):
+        # Automatic wrapping is switched off for the sake of the blocks output;
+        # the flat output is wrapped here as ColumnTransformer's would be, from
+        # set_output or else the global transform_output configuration.
+        if self.output != "flat" or sparse.issparse(Xt):
             return Xt
-        # Wrapping was switched off for the blocks output; do it here instead.
-        import pandas as pd
-
-        names = self.get_feature_names_out()
-        if config == "pandas":
-            if isinstance(Xt, pd.DataFrame):
-                Xt.columns = names
-                return Xt
-            return pd.DataFrame(Xt, columns=names)
-        raise ValueError(f"Unsupported output container {config!r}.")
+        adapter = _get_container_adapter("transform", self)
+        if adapter is None:
+            return Xt
+        return adapter.create_container(Xt, X, columns=self.get_feature_names_out)

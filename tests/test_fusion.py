@@ -2,13 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from sklearn import config_context
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from skmm import BlockSpec, ModalityBlocks, MultimodalFusion
+from skmm import BlockSpec, ModalityBlocks, MultimodalFusion, TfidfTextEncoder
 
 
 @pytest.fixture
@@ -23,6 +26,10 @@ def df():
             "d": rng.normal(size=n),
         }
     ), (rng.normal(size=n) > 0).astype(int)
+
+
+def _dense(X):
+    return X.toarray() if sparse.issparse(X) else X
 
 
 def _fusion(**kwargs):
@@ -117,6 +124,91 @@ def test_set_output_pandas_for_flat_output(df):
     blocks = MultimodalFusion([("numeric", StandardScaler(), ["a", "b"])])
     blocks = blocks.set_output(transform="pandas").fit_transform(X)
     assert isinstance(blocks["numeric"], np.ndarray)
+
+
+@pytest.mark.parametrize("context", ["set_output", "config_context"])
+def test_pandas_output_has_the_feature_names(df, context):
+    X, _ = df
+    X = X.set_axis(np.arange(100, 140))
+    fusion = MultimodalFusion(
+        [("numeric", StandardScaler(), ["a", "b"]), ("rest", "passthrough", ["d"])],
+        output="flat",
+    )
+    if context == "set_output":
+        Xt = fusion.set_output(transform="pandas").fit_transform(X)
+        Xt_new = fusion.transform(X)
+    else:
+        with config_context(transform_output="pandas"):
+            Xt = fusion.fit_transform(X)
+            Xt_new = fusion.transform(X)
+    for out in (Xt, Xt_new):
+        assert isinstance(out, pd.DataFrame)
+        assert list(out.columns) == ["numeric__a", "numeric__b", "rest__d"]
+        assert list(out.index) == list(X.index)
+        np.testing.assert_allclose(out["rest__d"], X["d"])
+
+
+def test_polars_output(df):
+    X, _ = df
+    fusion = MultimodalFusion(
+        [("numeric", StandardScaler(), ["a", "b"])], output="flat"
+    )
+    fusion.set_output(transform="polars")
+    try:
+        import polars as pl
+    except ImportError:
+        # Polars is optional: without it the error names it.
+        with pytest.raises(ImportError, match="requires polars to be installed"):
+            fusion.fit_transform(X)
+    else:
+        Xt = fusion.fit_transform(X)
+        assert isinstance(Xt, pl.DataFrame)
+        assert Xt.columns == ["numeric__a", "numeric__b"]
+
+
+@pytest.mark.parametrize("vectorizer", [CountVectorizer(), TfidfVectorizer()])
+def test_single_column_name_gives_vectorizers_the_texts(vectorizer):
+    X = pd.DataFrame(
+        {"text": ["a red cat", "a blue dog", "the red dog", "cat and dog"]}
+    )
+    reference = ColumnTransformer([("t", vectorizer, "text")]).fit_transform(X)
+    flat = MultimodalFusion([("t", vectorizer, "text")], output="flat")
+    flat = flat.fit_transform(X)
+    blocks = MultimodalFusion([("t", vectorizer, "text")]).fit_transform(X)
+    assert flat.shape == reference.shape == (4, 6)
+    np.testing.assert_allclose(_dense(flat), _dense(reference))
+    np.testing.assert_allclose(_dense(blocks["t"]), _dense(reference))
+
+
+def test_single_column_name_is_1d_for_other_transformers(df):
+    # ColumnTransformer's rule: a scalar selects a 1-D column, a list a 2-D one.
+    X, _ = df
+    for cls in (ColumnTransformer, MultimodalFusion):
+        with pytest.raises(ValueError, match="Expected a 2-dimensional container"):
+            cls([("numeric", StandardScaler(), "a")]).fit(X)
+
+
+def test_single_column_name_gives_skmm_encoders_a_2d_block():
+    X = pd.DataFrame(
+        {"text": ["a red cat", "a blue dog", "the red dog", "cat and dog"] * 5}
+    )
+    as_list = MultimodalFusion([("t", TfidfTextEncoder(), ["text"])])
+    as_list = as_list.fit_transform(X)
+    for encoder in (
+        TfidfTextEncoder(),
+        make_pipeline(TfidfTextEncoder(), TruncatedSVD(2, random_state=0)),
+    ):
+        blocks = MultimodalFusion([("t", encoder, "text")]).fit_transform(X)
+        assert blocks["t"].shape[0] == 20
+    blocks = MultimodalFusion([("t", TfidfTextEncoder(), "text")]).fit_transform(X)
+    np.testing.assert_allclose(blocks["t"].toarray(), as_list["t"].toarray())
+
+
+def test_single_column_name_passthrough_is_a_2d_block(df):
+    X, _ = df
+    blocks = MultimodalFusion([("rest", "passthrough", "d")]).fit_transform(X)
+    assert blocks["rest"].shape == (40, 1)
+    np.testing.assert_allclose(blocks["rest"][:, 0], X["d"])
 
 
 def test_remainder_passthrough_is_its_own_block(df):
