@@ -5,11 +5,14 @@ from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
-from sklearn.utils._set_output import _get_container_adapter
 
 from skmm import encoders
 from skmm._blocks import ModalityBlocks, block_spec_for
-from skmm.utils._sklearn_compat import StrOptions, _safe_set_output
+from skmm.utils._sklearn_compat import (
+    StrOptions,
+    _get_container_adapter,
+    _safe_set_output,
+)
 
 __all__ = ["MultimodalFusion"]
 

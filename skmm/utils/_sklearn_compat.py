@@ -7,7 +7,7 @@ hook for subclasses) and ``_iter``.
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils._set_output import _safe_set_output
+from sklearn.utils._set_output import _get_container_adapter, _safe_set_output
 from sklearn.utils.validation import (
     _check_feature_names_in,
     _check_sample_weight,
@@ -20,12 +20,7 @@ __all__ = [
     "_check_feature_names_in",
     "_check_sample_weight",
     "_fit_context",
+    "_get_container_adapter",
     "_safe_set_output",
     "validate_data",
-    "validate_params",
 ]
-
-
-def validate_params(estimator):
-    """Check ``estimator``'s parameters against its ``_parameter_constraints``."""
-    estimator._validate_params()
