@@ -7,6 +7,7 @@ Each estimator is a plain scikit-learn estimator that builds a
 loop, callbacks, history and device handling.
 """
 
+import copy
 import inspect
 import numbers
 
@@ -144,9 +145,24 @@ torch optimizer class, default="adam"
         rows. Blocks a user already scaled lose nothing; ``False`` feeds the
         blocks to the towers as they are. Image, token and pretrained-tower
         blocks are never rescaled.
+    warm_start : bool, default=False
+        When fitted already, continue training the fitted network for
+        ``max_epochs`` more epochs instead of building a new one; its
+        ``net_.history`` keeps growing and ``n_iter_`` counts every epoch.
+        The blocks must have the specs of the previous fit and the targets
+        the same tasks, classes and number of outputs, else ``fit`` raises a
+        ``ValueError``. The network, its optimizer state and the settings
+        that built them are those of the first fit; ``max_epochs``,
+        ``early_stopping``, ``validation_fraction``, ``callbacks`` and
+        ``verbose`` are read at each fit. Regression targets keep the
+        standardisation of the first fit.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (or ``(name, callback)`` tuples), e.g. a
-        learning-rate scheduler or a checkpoint.
+        learning-rate scheduler or a checkpoint. A scoring callback scores
+        in the targets' own labels and units:
+        ``EpochScoring("accuracy", lower_is_better=False)`` records the
+        accuracy of the predicted class labels on the validation rows
+        (``on_train=True``: on the training batches) in ``net_.history``.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where to train. ``"auto"`` uses a GPU when there is one.
     verbose : int, default=0
@@ -212,6 +228,7 @@ class _BaseFusionEstimator(BaseEstimator):
         ],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "scale_inputs": ["boolean"],
+        "warm_start": ["boolean"],
         "callbacks": [list, None],
         "device": [str, torch.device],
         "verbose": ["verbose"],
@@ -239,6 +256,7 @@ class _BaseFusionEstimator(BaseEstimator):
         early_stopping="auto",
         validation_fraction=0.1,
         scale_inputs=True,
+        warm_start=False,
         callbacks=None,
         device="auto",
         verbose=0,
@@ -262,6 +280,7 @@ class _BaseFusionEstimator(BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.scale_inputs = scale_inputs
+        self.warm_start = warm_start
         self.callbacks = callbacks
         self.device = device
         self.verbose = verbose
@@ -284,23 +303,84 @@ class _BaseFusionEstimator(BaseEstimator):
 
     def _fit(self, X, y, sample_weight):
         with restored_on_failure(self):
+            warm = self.warm_start and hasattr(self, "net_")
+            previous_specs = self.block_specs_ if warm else None
             blocks = self._check_blocks(X, reset=True)
             targets = self._encode_targets(y, len(blocks))
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(
                     sample_weight, np.empty(len(blocks)), ensure_non_negative=True
                 )
-            self.net_ = self._train(blocks, targets, sample_weight)
+            if warm:
+                targets = self._warm_start_targets(previous_specs, blocks, targets)
+                first_epoch = len(self.net_.history)
+                self.net_ = self._continue_training(blocks, targets, sample_weight)
+            else:
+                first_epoch = 0
+                self.net_ = self._train(blocks, targets, sample_weight)
             history = self.net_.history
             self.n_iter_ = len(history)
+            # Early stopping restores the best epoch of this fit's epochs.
             self.best_epoch_ = (
-                int(np.argmin(history[:, "valid_loss"])) + 1
-                if self.n_iter_ and "valid_loss" in history[-1]
+                first_epoch + int(np.argmin(history[first_epoch:, "valid_loss"])) + 1
+                if self.n_iter_ > first_epoch and "valid_loss" in history[-1]
                 else self.n_iter_
             )
             self._targets = {task: t.without_values() for task, t in targets.items()}
             self._set_target_attributes(self._targets)
         return self
+
+    def _warm_start_targets(self, previous_specs, blocks, targets):
+        """``targets`` encoded as the fitted network reads them; raise if it cannot.
+
+        Classes are encoded in sorted order, so the same classes give the same
+        indices; regression targets are standardised as in the first fit.
+        """
+        name = type(self).__name__
+        if dict(blocks.specs) != previous_specs:
+            raise ValueError(
+                f"warm_start=True continues training the network of {name}, built "
+                f"for the modality blocks {_describe_specs(previous_specs)}, but "
+                f"fit got {_describe_specs(blocks.specs)}. Pass blocks from the "
+                "same MultimodalFusion, or set warm_start=False to train a new "
+                "network."
+            )
+        before = {task: t.kind for task, t in self._targets.items()}
+        now = {task: t.kind for task, t in targets.items()}
+        if now != before:
+            raise ValueError(
+                f"warm_start=True continues training a network for the tasks "
+                f"{before} (name: kind), but fit got {now}; set warm_start=False "
+                "to train a new network."
+            )
+        out = {}
+        for task, target in targets.items():
+            fitted = self._targets[task]
+            if target.kind == "classification":
+                if not np.array_equal(target.classes, fitted.classes):
+                    raise ValueError(
+                        f"warm_start=True needs the classes of the previous fit "
+                        f"in the target {task!r}: {fitted.classes.tolist()}, but y "
+                        f"has {target.classes.tolist()}; set warm_start=False to "
+                        "train a new network."
+                    )
+                out[task] = target
+                continue
+            if target.head_size != fitted.head_size:
+                raise ValueError(
+                    f"warm_start=True needs the {fitted.head_size} output(s) of "
+                    f"the previous fit in the target {task!r}, but y has "
+                    f"{target.head_size}; set warm_start=False to train a new "
+                    "network."
+                )
+            values = target.values * target.scale + target.mean
+            out[task] = TaskTarget(
+                "regression",
+                (values - fitted.mean) / fitted.scale,
+                mean=fitted.mean,
+                scale=fitted.scale,
+            )
+        return out
 
     # -- input -------------------------------------------------------------
 
@@ -335,11 +415,8 @@ class _BaseFusionEstimator(BaseEstimator):
 
     # -- training ------------------------------------------------------------
 
-    def _train(self, blocks, targets, sample_weight):
-        """Build the network for ``blocks`` and ``targets``; return the fitted net."""
-        self.device_ = str(resolve_device(self.device))
-        (seed,) = fit_seeds(self.random_state, 1)
-        tasks = {task: t.kind for task, t in targets.items()}
+    def _datasets(self, blocks, targets, sample_weight, seed):
+        """Training rows, validation rows (or None) and the early-stopping patience."""
         dataset = BlockDataset(
             blocks, {task: t.values for task, t in targets.items()}, sample_weight
         )
@@ -349,6 +426,16 @@ class _BaseFusionEstimator(BaseEstimator):
         early_stopping = self._early_stopping(len(dataset))
         train_ds, valid_ds = (
             self._split(dataset, seed, stratify) if early_stopping else (dataset, None)
+        )
+        return train_ds, valid_ds, early_stopping
+
+    def _train(self, blocks, targets, sample_weight):
+        """Build the network for ``blocks`` and ``targets``; return the fitted net."""
+        self.device_ = str(resolve_device(self.device))
+        (seed,) = fit_seeds(self.random_state, 1)
+        tasks = {task: t.kind for task, t in targets.items()}
+        train_ds, valid_ds, early_stopping = self._datasets(
+            blocks, targets, sample_weight, seed
         )
         input_stats = (
             input_statistics(train_ds, blocks.specs) if self.scale_inputs else None
@@ -384,14 +471,44 @@ class _BaseFusionEstimator(BaseEstimator):
             callbacks=self._callbacks(early_stopping),
             device=self.device_,
             verbose=int(self.verbose),
+            targets={task: t.without_values() for task, t in targets.items()},
             **{
                 f"optimizer__{k}": v
                 for k, v in self._optimizer_params(module, blocks.specs).items()
             },
         )
+        self._run_training(net, train_ds, blocks, seed, net.fit)
+        return net
+
+    def _continue_training(self, blocks, targets, sample_weight):
+        """Train a copy of ``net_`` for ``max_epochs`` more epochs; return it."""
+        (seed,) = fit_seeds(self.random_state, 1)
+        # Another seed per continuation, so that it does not replay the
+        # shuffling and dropout draws of the first epochs.
+        seed = (seed + len(self.net_.history)) % np.iinfo(np.int32).max
+        train_ds, valid_ds, early_stopping = self._datasets(
+            blocks, targets, sample_weight, seed
+        )
+        # Training changes a net in place: an interrupted or failed
+        # continuation must leave the fitted one as it was.
+        net = copy.deepcopy(self.net_)
+        net.max_epochs = self.max_epochs
+        net.verbose = int(self.verbose)
+        net.train_split = None if valid_ds is None else predefined_split(valid_ds)
+        net.iterator_train__generator = make_generator(seed)
+        # Set as attributes, then initialised: skorch's set_params would
+        # initialise the callbacks before taking the new list, and rebuild
+        # the module for an iterator parameter.
+        net.callbacks = self._callbacks(early_stopping)
+        net.initialize_callbacks()
+        self._run_training(net, train_ds, blocks, seed, net.partial_fit)
+        return net
+
+    def _run_training(self, net, train_ds, blocks, seed, fit):
+        """Run ``fit`` (the net's ``fit`` or ``partial_fit``) on ``train_ds``."""
         try:
             with stochastic_layers(make_generator(seed, self.device_)):
-                net.fit(train_ds, y=None)
+                fit(train_ds, y=None)
         except TrainingInterrupted:
             raise KeyboardInterrupt from None
         except TrainingDiverged as exc:
@@ -401,7 +518,6 @@ class _BaseFusionEstimator(BaseEstimator):
         # The validation rows and the shuffling state are fit-time scratch.
         net.train_split = None
         net.iterator_train__generator = None
-        return net
 
     def _divergence_hint(self, blocks):
         """What to try after a non-finite loss, naming the largest block."""
@@ -562,6 +678,12 @@ def _extends_base_init(init):
     base = list(inspect.signature(_BaseFusionEstimator.__init__).parameters.values())
     init.__signature__ = inspect.Signature(own + base[1:])
     return init
+
+
+def _describe_specs(specs):
+    return {
+        name: f"{spec.kind}, {spec.n_features} features" for name, spec in specs.items()
+    }
 
 
 def _first_non_number(values):

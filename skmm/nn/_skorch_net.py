@@ -18,18 +18,32 @@ the history and the device handling of ``NeuralNet`` and does less per batch:
 
 Anything else (arrays, lists, fit parameters) takes ``NeuralNet``'s path, so
 the losses, the history and the callbacks' view of training are the same.
+
+Given the ``targets`` it was trained for, the net also speaks the targets'
+language to skorch's scoring callbacks: ``predict`` decodes the network's
+outputs into class labels or values in the target's units, and an
+``EpochScoring`` or ``BatchScoring`` that keeps skorch's default
+``target_extractor`` gets one that decodes the batches' targets the same
+way, so ``EpochScoring("accuracy")`` scores in the original label space.
 """
 
 import math
 
+import numpy as np
 import torch
+from sklearn.utils import ClassifierTags, RegressorTags
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import get_len, unpack_data
 from skorch.history import History
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, to_numpy
 
-__all__ = ["FusionNeuralNet", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = [
+    "FusionNeuralNet",
+    "TargetDecoder",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+]
 
 
 class TrainingInterrupted(Exception):
@@ -81,7 +95,21 @@ class FusionNeuralNet(NeuralNet):
     Batch events call the hooks directly rather than through :meth:`notify`,
     which still carries the epoch and training events: override the hooks
     (``on_batch_begin``, ...), not ``notify``, to act on every batch.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The parameters of :class:`skorch.NeuralNet`.
+    targets : dict of str to TaskTarget, default=None
+        The tasks the module's outputs answer, with what decoding them
+        needs. When given, :meth:`predict` returns labels or values in the
+        targets' units and skorch's scoring callbacks score in them (see
+        :meth:`decode_targets`); ``None`` keeps ``NeuralNet``'s behaviour.
     """
+
+    def __init__(self, *args, targets=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.targets = targets
 
     # -- callbacks -----------------------------------------------------------
 
@@ -95,6 +123,15 @@ class FusionNeuralNet(NeuralNet):
     def initialize_callbacks(self):
         super().initialize_callbacks()
         self.batch_listeners_ = None
+        if self.targets is not None:
+            # skorch's scoring callbacks pass each batch's target through
+            # ``target_extractor`` and concatenate the results, which fails on
+            # a dict of tasks; one left at skorch's default (or given by
+            # another fit) gets the decoder of this net's targets instead.
+            for _, cb in self.callbacks_:
+                extractor = getattr(cb, "target_extractor", None)
+                if extractor is to_numpy or isinstance(extractor, TargetDecoder):
+                    cb.target_extractor = TargetDecoder(self.targets)
         return self
 
     def __getstate__(self):
@@ -221,6 +258,91 @@ class FusionNeuralNet(NeuralNet):
             loss = self.get_loss(y_pred, yi, X=Xi, training=False)
         return {"loss": loss, "y_pred": y_pred}
 
+    # -- predictions in the targets' units -----------------------------------
+
+    def _outputs(self, X):
+        """The module's output for ``X``, per task, as arrays on the CPU."""
+        outputs = list(self.forward_iter(X, training=False))
+        return {
+            task: torch.cat([o[task] for o in outputs]).detach().float().cpu().numpy()
+            for task in self.targets
+        }
+
+    def decode_targets(self, y):
+        """Targets as ``predict`` gives them, from their encoded form.
+
+        Parameters
+        ----------
+        y : dict of str to tensor or ndarray
+            Encoded targets per task (class indices, standardised values),
+            as in the batches; other keys (``"sample_weight"``) are ignored.
+
+        Returns
+        -------
+        y : ndarray
+            For one task, its labels or values (one column of values as a
+            1-D array); for several, a structured array with a field per task.
+        """
+        return TargetDecoder(self.targets)(y)
+
+    def predict(self, X):
+        """Class labels or values in the targets' units; see :meth:`decode_targets`.
+
+        Without ``targets``, as :meth:`skorch.NeuralNet.predict`.
+        """
+        if self.targets is None:
+            return super().predict(X)
+        return _decoded(self.targets, self._outputs(X), encoded=False)
+
+    def predict_proba(self, X):
+        """Class probabilities of a classification task.
+
+        For one task: its probabilities (columns in the order of
+        ``classes_``), or its values for a regression task. For several: a
+        dict of these per task. Without ``targets``, as
+        :meth:`skorch.NeuralNet.predict_proba`.
+        """
+        if self.targets is None:
+            return super().predict_proba(X)
+        outputs = self._outputs(X)
+        out = {
+            task: (
+                target.probabilities(outputs[task])
+                if target.kind == "classification"
+                else _column(target.decode(outputs[task]))
+            )
+            for task, target in self.targets.items()
+        }
+        return next(iter(out.values())) if len(out) == 1 else out
+
+    def _single_target(self):
+        if self.targets is not None and len(self.targets) == 1:
+            return next(iter(self.targets.values()))
+        return None
+
+    @property
+    def classes_(self):
+        """The class labels of a single classification task."""
+        target = self._single_target()
+        if target is None or target.kind != "classification":
+            raise AttributeError(
+                "classes_ is defined for a net of one classification task."
+            )
+        return target.classes
+
+    def __sklearn_tags__(self):
+        # A net of one task is a classifier or a regressor for scikit-learn's
+        # scorers: "roc_auc" or "neg_log_loss" then read predict_proba.
+        tags = super().__sklearn_tags__()
+        target = self._single_target()
+        if target is not None and target.kind == "classification":
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        elif target is not None:
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        return tags
+
     # -- conversion ----------------------------------------------------------
 
     def _to_device(self, data):
@@ -237,6 +359,53 @@ class FusionNeuralNet(NeuralNet):
         if not _is_tensor_dict(y_true):
             return super().get_loss(y_pred, y_true, X=X, training=training)
         return self.criterion_(y_pred, self._to_device(y_true))
+
+
+class TargetDecoder:
+    """Decode a dict of encoded targets per task; see ``decode_targets``.
+
+    The ``target_extractor`` that :class:`FusionNeuralNet` gives skorch's
+    scoring callbacks: each batch's targets come out as labels or values in
+    the targets' units, arrays that skorch can concatenate.
+
+    Parameters
+    ----------
+    targets : dict of str to TaskTarget
+        The tasks and what decoding them needs.
+    """
+
+    def __init__(self, targets):
+        self.targets = targets
+
+    def __call__(self, y):
+        values = {task: to_numpy(y[task]) for task in self.targets}
+        return _decoded(self.targets, values, encoded=True)
+
+
+def _column(values):
+    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+
+
+def _decoded(targets, values, *, encoded):
+    """Labels or values per task, from encoded targets or from head outputs."""
+    columns = {}
+    for task, target in targets.items():
+        if encoded and target.kind == "classification":
+            column = target.classes[np.asarray(values[task], dtype=np.int64)]
+        else:
+            column = target.decode(values[task])
+        columns[task] = _column(column)
+    if len(columns) == 1:
+        return next(iter(columns.values()))
+    out = np.empty(
+        len(next(iter(columns.values()))),
+        dtype=[
+            (task, column.dtype, column.shape[1:]) for task, column in columns.items()
+        ],
+    )
+    for task, column in columns.items():
+        out[task] = column
+    return out
 
 
 def _batch_len(batch):
