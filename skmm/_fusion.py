@@ -1,6 +1,9 @@
 """MultimodalFusion: one encoder per modality, stacked as modality blocks."""
 
+from collections.abc import Mapping
+
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
@@ -18,7 +21,16 @@ __all__ = ["MultimodalFusion"]
 
 
 def _check_2d_input(X):
-    """Reject 1-D input early and make sparse input row/column indexable."""
+    """Rows given as dicts become a DataFrame; reject 1-D input early.
+
+    A dict is one row keyed by column name, a list of dicts several rows, as
+    an application that predicts on single records holds them. Sparse input
+    is made row/column indexable.
+    """
+    if isinstance(X, Mapping):
+        return pd.DataFrame([X])
+    if isinstance(X, (list, tuple)) and X and all(isinstance(r, Mapping) for r in X):
+        return pd.DataFrame(list(X))
     if sparse.issparse(X):
         return X.tocsr()
     if hasattr(X, "shape") and len(X.shape) != 2:
@@ -184,8 +196,9 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_columns)
-            Input data.
+        X : DataFrame, array-like of shape (n_samples, n_columns), dict or \
+                list of dict
+            Input data; a dict is one row keyed by column name.
         y : array-like, default=None
             Targets, passed to each encoder's ``fit`` (an encoder may train on
             them).
@@ -204,8 +217,9 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_columns)
-            Input data.
+        X : DataFrame, array-like of shape (n_samples, n_columns), dict or \
+                list of dict
+            Input data; a dict is one row keyed by column name.
         y : array-like, default=None
             Targets, passed to each encoder's ``fit``.
         **params : dict
@@ -229,8 +243,11 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_columns)
-            Input data, with the columns seen in ``fit``.
+        X : DataFrame, array-like of shape (n_samples, n_columns), dict or \
+                list of dict
+            Input data, with the columns seen in ``fit``. A dict is one row
+            keyed by column name, a list of dicts several rows, so that a
+            fitted pipeline predicts on single records.
         **params : dict
             Routed to the encoders' ``transform`` when metadata routing is on.
 

@@ -11,7 +11,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from skmm import BlockSpec, ModalityBlocks, MultimodalFusion, TfidfTextEncoder
+from skmm import (
+    BlockSpec,
+    FusionClassifier,
+    ModalityBlocks,
+    MultimodalFusion,
+    TfidfTextEncoder,
+)
 
 
 @pytest.fixture
@@ -252,3 +258,25 @@ def test_modality_blocks_index_by_row():
 def test_modality_blocks_reject_mismatched_rows():
     with pytest.raises(ValueError, match="rows"):
         ModalityBlocks({"a": np.zeros((5, 2)), "b": np.zeros((4, 2))})
+
+
+def test_a_fitted_pipeline_predicts_on_dict_rows():
+    rng = np.random.RandomState(0)
+    df = pd.DataFrame(
+        {
+            "text": rng.choice(["good film", "bad film", "fine plot"], size=40),
+            "x": rng.normal(size=40),
+        }
+    )
+    y = (df["text"] == "good film").to_numpy()
+    model = make_pipeline(
+        MultimodalFusion(
+            [("text", TfidfTextEncoder(), "text"), ("num", "passthrough", ["x"])]
+        ),
+        FusionClassifier(max_epochs=5, device="cpu", random_state=0),
+    ).fit(df, y)
+    records = df.iloc[:3].to_dict(orient="records")
+    expected = model.predict_proba(df.iloc[:3])
+    np.testing.assert_allclose(model.predict_proba(records), expected, rtol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(records[0]), expected[:1], rtol=1e-6)
+    assert model.predict(records[1]).shape == (1,)
