@@ -27,12 +27,13 @@ def _check_2d_input(X):
     an application that predicts on single records holds them. Sparse input
     is made row/column indexable.
     """
+    if sparse.issparse(X):
+        # Checked first: a scipy DOK matrix is also a dict.
+        return X.tocsr()
     if isinstance(X, Mapping):
         return pd.DataFrame([X])
     if isinstance(X, (list, tuple)) and X and all(isinstance(r, Mapping) for r in X):
         return pd.DataFrame(list(X))
-    if sparse.issparse(X):
-        return X.tocsr()
     if hasattr(X, "shape") and len(X.shape) != 2:
         raise ValueError(
             f"Expected a 2-D input (n_samples, n_columns), got shape {X.shape}. "
