@@ -693,24 +693,25 @@ def _first_non_number(values):
             float(value)
         except (TypeError, ValueError):
             return row, column, value
-    return None
+    raise AssertionError("a block that failed to convert holds only numbers")
 
 
 def _check_finite_blocks(blocks):
     for name, X in blocks.items():
         values = X.data if sparse.issparse(X) else np.asarray(X)
         if values.dtype.kind not in "fiub":
-            bad = _first_non_number(values)
-            if bad is not None:
-                row, column, value = bad
+            try:
+                values = values.astype(np.float64)
+            except (TypeError, ValueError):
+                # Only on failure: look for the first offending cell, one by one.
+                row, column, value = _first_non_number(values)
                 raise ValueError(
                     f"The block of modality {name!r} holds a value that is not a "
                     f"number: {value!r} (row {row}, column {column} of the "
                     "block). A fusion estimator reads numbers only: give that "
                     "column an encoder (e.g. OneHotEncoder for categories, "
                     "TfidfTextEncoder for text) instead of passing it through."
-                )
-            values = values.astype(np.float64)
+                ) from None
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
                 f"The block of modality {name!r} contains NaN or infinity. Its "

@@ -94,22 +94,27 @@ def check_target_column(y, n_samples, name="y"):
 
 
 def as_float_target(y, what="y"):
-    """A regression target as floats; ``what`` names the target in errors."""
+    """A regression target as finite floats; ``what`` names it in errors."""
     try:
-        return np.asarray(y, dtype=np.float64)
+        values = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
-        pass
-    values = np.asarray(y, dtype=object)
-    for index, value in np.ndenumerate(values):
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"The regression target {what!r} must hold numbers; row "
-                f"{index[0]} holds {value!r}. Convert it first, e.g. "
-                "pd.to_numeric after removing currency signs and separators."
-            ) from None
-    return values.astype(np.float64)
+        for index, value in np.ndenumerate(np.asarray(y, dtype=object)):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"The regression target {what!r} must hold numbers; row "
+                    f"{index[0]} holds {value!r}. Convert it first, e.g. "
+                    "pd.to_numeric after removing currency signs and separators."
+                ) from None
+        raise
+    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"The regression target {what!r} has a missing or infinite value at "
+            f"row {bad[0]}; drop or fill those rows first."
+        )
+    return values
 
 
 def classification_target(y, what="y"):

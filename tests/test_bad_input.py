@@ -70,3 +70,10 @@ def test_inf_in_a_numeric_block_names_the_modality():
     )
     with pytest.raises(ValueError, match="'amounts' contains NaN or infinity"):
         model.fit(X, [0, 1, 0, 1])
+
+
+def test_a_missing_value_in_an_object_regression_target_names_the_row():
+    X = np.random.RandomState(0).normal(size=(4, 2))
+    y = np.array(["1.5", "2.0", np.nan, "3.0"], dtype=object)
+    with pytest.raises(ValueError, match="missing or infinite value at row 2"):
+        FusionRegressor(**FAST).fit(X, y)
