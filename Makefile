@@ -12,7 +12,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,pretrained,images]"
+	$(PY) -m pip install --quiet -e ".[test,pretrained,images,safe,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)
