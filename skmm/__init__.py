@@ -2,6 +2,7 @@
 
 from skmm._alignment import CrossModalAligner
 from skmm._blocks import BlockSpec, ModalityBlocks
+from skmm._config import config_context, get_config, set_config
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
 from skmm.encoders import (
@@ -27,5 +28,8 @@ __all__ = [
     "SentenceTextEncoder",
     "SequenceTextEncoder",
     "TfidfTextEncoder",
+    "config_context",
+    "get_config",
+    "set_config",
 ]
 __version__ = "0.1.0.dev0"
