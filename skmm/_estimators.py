@@ -36,7 +36,7 @@ from skmm._targets import (
 from skmm.nn._data import BatchIterator, BlockDataset, input_statistics
 from skmm.nn._fusion_layers import FUSION_STRATEGIES
 from skmm.nn._fusion_network import FusionNetwork
-from skmm.nn._losses import MultiTaskLoss
+from skmm.nn._losses import REGRESSION_LOSSES, MultiTaskLoss
 from skmm.nn._skorch_net import (
     FusionNeuralNet,
     TrainingDiverged,
@@ -851,12 +851,18 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
     __doc__ = (
         """Multimodal neural regressor: one tower per modality, fused, one head.
 
-    As :class:`FusionClassifier`, with a linear head and a mean squared error
-    loss. Targets are standardised for training and mapped back on predict;
-    a 2-D ``y`` trains one output per column.
+    As :class:`FusionClassifier`, with a linear head and, by default, a mean
+    squared error loss. Targets are standardised for training and mapped back
+    on predict; a 2-D ``y`` trains one output per column.
 
     Parameters
-    ----------"""
+    ----------
+    loss : {"squared_error", "absolute_error", "huber"}, default="squared_error"
+        The training loss, on the standardised target. ``"squared_error"``
+        predicts the conditional mean; ``"absolute_error"`` the conditional
+        median, which suits a model judged by its mean absolute error, or a
+        target with outliers; ``"huber"`` is squared within one standard
+        deviation of the target and absolute beyond it."""
         + _SHARED_PARAMS_DOC
         + """
 
@@ -885,6 +891,16 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
     """
     )
 
+    _parameter_constraints = {
+        **_BaseFusionEstimator._parameter_constraints,
+        "loss": [StrOptions(set(REGRESSION_LOSSES))],
+    }
+
+    @_extends_base_init
+    def __init__(self, *, loss="squared_error", **params):
+        super().__init__(**params)
+        self.loss = loss
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train the network on ``X`` and the targets ``y``.
@@ -908,6 +924,9 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         y = check_target_column(y, n_samples)
         self._y_1d = y.ndim == 1
         return {"y": regression_target(y, "y")}
+
+    def _loss_options(self, targets):
+        return {"regression_losses": {"y": self.loss}}
 
     def _set_target_attributes(self, targets):
         self.n_outputs_ = targets["y"].head_size
@@ -956,7 +975,12 @@ class FusionMultiTask(_BaseFusionEstimator):
     task_weights : dict of str to float, default=None
         Weight of each task's loss; 1.0 where missing.
     uncertainty_weighting : bool, default=False
-        Learn the task weights (a log-variance per task) instead."""
+        Learn the task weights (a log-variance per task) instead.
+    regression_loss : str or dict of str to str, default="squared_error"
+        Loss of the regression tasks: one of ``"squared_error"``,
+        ``"absolute_error"`` and ``"huber"`` for all of them, or a loss per
+        task name (``"squared_error"`` where missing). See
+        :class:`FusionRegressor`'s ``loss``."""
         + _SHARED_PARAMS_DOC
         + """
 
@@ -995,16 +1019,24 @@ class FusionMultiTask(_BaseFusionEstimator):
         "tasks": [dict],
         "task_weights": [dict, None],
         "uncertainty_weighting": ["boolean"],
+        "regression_loss": [StrOptions(set(REGRESSION_LOSSES)), dict],
     }
 
     @_extends_base_init
     def __init__(
-        self, tasks, *, task_weights=None, uncertainty_weighting=False, **params
+        self,
+        tasks,
+        *,
+        task_weights=None,
+        uncertainty_weighting=False,
+        regression_loss="squared_error",
+        **params,
     ):
         super().__init__(**params)
         self.tasks = tasks
         self.task_weights = task_weights
         self.uncertainty_weighting = uncertainty_weighting
+        self.regression_loss = regression_loss
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -1034,12 +1066,27 @@ class FusionMultiTask(_BaseFusionEstimator):
                 raise ValueError(
                     f"Task {name!r} has kind {kind!r}; expected one of {TASK_KINDS}."
                 )
-        unknown = set(self.task_weights or {}) - set(self.tasks)
-        if unknown:
-            raise ValueError(
-                f"task_weights names unknown tasks {sorted(unknown)}; the tasks "
-                f"are {list(self.tasks)}."
-            )
+        for param in ("task_weights", "regression_loss"):
+            value = getattr(self, param)
+            unknown = set(value if isinstance(value, dict) else {}) - set(self.tasks)
+            if unknown:
+                raise ValueError(
+                    f"{param} names unknown tasks {sorted(unknown)}; the tasks "
+                    f"are {list(self.tasks)}."
+                )
+        if isinstance(self.regression_loss, dict):
+            for task, loss in self.regression_loss.items():
+                if self.tasks[task] != "regression":
+                    raise ValueError(
+                        f"regression_loss gives a loss to task {task!r}, which is "
+                        f"a {self.tasks[task]} task; only regression tasks take "
+                        "one."
+                    )
+                if loss not in REGRESSION_LOSSES:
+                    raise ValueError(
+                        f"regression_loss[{task!r}] is {loss!r}; expected one of "
+                        f"{sorted(REGRESSION_LOSSES)}."
+                    )
         return dict(self.tasks)
 
     def _split_targets(self, y, n_samples, tasks):
@@ -1088,9 +1135,17 @@ class FusionMultiTask(_BaseFusionEstimator):
         }
 
     def _loss_options(self, targets):
+        losses = self.regression_loss
+        if isinstance(losses, str):
+            losses = {
+                task: losses
+                for task, t in targets.items()
+                if t.kind != "classification"
+            }
         return {
             "task_weights": self.task_weights,
             "uncertainty": self.uncertainty_weighting,
+            "regression_losses": losses,
         }
 
     def _set_target_attributes(self, targets):

@@ -290,3 +290,38 @@ def test_multitask_predicts_every_task():
         model.fit(X, Y[["label"]].rename(columns={"label": "other"}).assign(label=1))
     with pytest.raises(ValueError, match="kind"):
         FusionMultiTask(tasks={"a": "ranking"}).fit(X, Y["label"])
+
+
+def test_absolute_error_loss_ignores_outliers_that_pull_the_squared_error():
+    # Heavy-tailed noise: the median fit stays on the signal, the mean fit not.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 4))
+    y = X[:, 0] + 0.3 * rng.standard_cauchy(600)
+    errors = {}
+    for loss in ("squared_error", "absolute_error", "huber"):
+        reg = FusionRegressor(loss=loss, max_epochs=40, random_state=0)
+        reg.fit(X[:400], y[:400])
+        errors[loss] = np.median(np.abs(reg.predict(X[400:]) - X[400:, 0]))
+    assert errors["absolute_error"] < 0.5 * errors["squared_error"]
+    assert errors["huber"] < errors["squared_error"]
+
+
+def test_multitask_regression_loss_per_task_is_checked():
+    from skmm import FusionMultiTask
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3))
+    Y = pd.DataFrame({"label": X[:, 0] > 0, "value": X[:, 1]})
+    tasks = {"label": "classification", "value": "regression"}
+    model = FusionMultiTask(
+        tasks=tasks, regression_loss={"value": "absolute_error"}, max_epochs=2
+    )
+    assert list(model.fit(X, Y).predict(X[:2]).columns) == ["label", "value"]
+    with pytest.raises(ValueError, match="task 'label', which is a classification"):
+        FusionMultiTask(tasks=tasks, regression_loss={"label": "huber"}).fit(X, Y)
+    with pytest.raises(
+        ValueError, match=r"regression_loss names unknown tasks \['x'\]"
+    ):
+        FusionMultiTask(tasks=tasks, regression_loss={"x": "huber"}).fit(X, Y)
+    with pytest.raises(ValueError, match=r"regression_loss\['value'\] is 'l1'"):
+        FusionMultiTask(tasks=tasks, regression_loss={"value": "l1"}).fit(X, Y)

@@ -4,7 +4,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MultiTaskLoss", "info_nce"]
+__all__ = ["REGRESSION_LOSSES", "MultiTaskLoss", "info_nce"]
+
+#: Losses of a regression task, named as scikit-learn's estimators name them.
+#: Targets are standardised in training, so Huber's threshold is one standard
+#: deviation of the target.
+REGRESSION_LOSSES = {
+    "squared_error": lambda diff: diff**2,
+    "absolute_error": torch.abs,
+    "huber": lambda diff: F.huber_loss(
+        diff, torch.zeros_like(diff), reduction="none", delta=1.0
+    ),
+}
 
 
 def info_nce(a, b, temperature):
@@ -23,9 +34,10 @@ def info_nce(a, b, temperature):
 class MultiTaskLoss(nn.Module):
     """Weighted sum of per-task losses, with optional sample weights.
 
-    Cross-entropy for classification tasks, mean squared error for regression
-    tasks. With ``uncertainty=True`` the task weights are learned as in Kendall
-    et al. (2018): ``sum_t exp(-s_t) * L_t + s_t`` (with a factor 1/2 on the
+    Cross-entropy for classification tasks; for regression tasks the
+    squared error unless ``regression_losses`` names another loss. With
+    ``uncertainty=True`` the task weights are learned as in Kendall et al.
+    (2018): ``sum_t exp(-s_t) * L_t + s_t`` (with a factor 1/2 on the
     regression terms), ``s_t`` a learned log-variance per task.
 
     ``y_true`` is a dict with one tensor per task and, optionally,
@@ -41,11 +53,26 @@ class MultiTaskLoss(nn.Module):
         Per-class weights of a classification task's cross-entropy.
     uncertainty : bool, default=False
         Learn the task weights from the data.
+    regression_losses : dict of str to str, default=None
+        Loss of each regression task, a key of ``REGRESSION_LOSSES``;
+        ``"squared_error"`` where missing.
     """
 
-    def __init__(self, tasks, task_weights=None, class_weights=None, uncertainty=False):
+    def __init__(
+        self,
+        tasks,
+        task_weights=None,
+        class_weights=None,
+        uncertainty=False,
+        regression_losses=None,
+    ):
         super().__init__()
         self.tasks = dict(tasks)
+        self.regression_losses = {
+            t: (regression_losses or {}).get(t, "squared_error")
+            for t, kind in self.tasks.items()
+            if kind == "regression"
+        }
         self.task_weights = {t: float((task_weights or {}).get(t, 1.0)) for t in tasks}
         # Buffers, so they follow the module to the training device.
         self._class_weighted = []
@@ -71,7 +98,8 @@ class MultiTaskLoss(nn.Module):
                     pred.float(), target.long(), weight=weight, reduction="none"
                 )
             else:
-                diff = (pred.float() - target.float().view_as(pred)) ** 2
+                loss = REGRESSION_LOSSES[self.regression_losses[task]]
+                diff = loss(pred.float() - target.float().view_as(pred))
                 losses[task] = diff.mean(dim=1) if diff.ndim > 1 else diff
         return losses
 
