@@ -1133,6 +1133,17 @@ class FusionMultiTask(_BaseFusionEstimator):
         -------
         y_proba : dict of str to ndarray of shape (n_samples, n_classes)
             Per classification task, columns in the order of ``classes_[task]``.
+
+        Notes
+        -----
+        scikit-learn's tools that read one probability matrix cannot read a
+        dict of them: ``cross_val_predict(method="predict_proba")`` fails,
+        and a scorer such as ``"roc_auc"`` or ``"neg_log_loss"`` fails and
+        gives a NaN score with a warning in ``cross_validate``. Score a task
+        with :func:`skmm.metrics.task_scorer` (``task_scorer("label",
+        "roc_auc")``), which works in ``cross_val_score``, ``cross_validate``
+        and ``GridSearchCV``, and read a task's probabilities as
+        ``predict_proba(X)[task]``.
         """
         outputs = self._forward(X)
         return {name: TaskTarget.probabilities(outputs[name]) for name in self.classes_}
