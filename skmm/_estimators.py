@@ -407,6 +407,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 f"{list(self.block_specs_)}; pass the output of the same "
                 "MultimodalFusion, not a plain array."
             )
+        _check_plain_input(X, type(self).__name__)
         X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32)
         blocks = ModalityBlocks({"X": X})
         if reset:
@@ -684,6 +685,59 @@ def _describe_specs(specs):
     return {
         name: f"{spec.kind}, {spec.n_features} features" for name, spec in specs.items()
     }
+
+
+_PUT_A_FUSION_FIRST = (
+    "A fusion estimator reads the modality blocks of a MultimodalFusion, or "
+    "one numeric matrix. Put a MultimodalFusion in front of it, with an "
+    'encoder per column, e.g. make_pipeline(MultimodalFusion([("text", '
+    'TfidfTextEncoder(), "text"), ("image", CNNImageEncoder(), '
+    '"image"), ("numeric", StandardScaler(), ["age"])]), {name}())'
+)
+
+
+def _check_plain_input(X, name):
+    """Raise on input that only a MultimodalFusion can read: dict rows, text columns.
+
+    Without this, such input fails deep in numpy's float conversion, with a
+    message that names no column and may print whole images.
+    """
+    if sparse.issparse(X):
+        # A DOK matrix is a dict.
+        return
+    first = X[0] if isinstance(X, (list, tuple)) and len(X) else X
+    if isinstance(first, dict):
+        what = "a list of dict rows" if first is not X else "a dict row"
+        keys = ", ".join(repr(str(key)) for key in list(first)[:10])
+        raise TypeError(
+            f"{name} got {what} (keys {keys}). "
+            + _PUT_A_FUSION_FIRST.format(name=name)
+            + "; a fitted pipeline predicts on dict rows."
+        )
+    if not isinstance(X, pd.DataFrame):
+        return
+    for column in X.columns:
+        values = X[column]
+        if values.dtype.kind in "biufc":
+            continue
+        try:
+            values.astype(np.float64)
+        except (TypeError, ValueError):
+            row = next(i for i, value in enumerate(values) if not _is_number(value))
+            raise ValueError(
+                f"{name} got a DataFrame whose column {column!r} holds "
+                f"{values.iloc[row]!r} (row {row}), not a number. "
+                + _PUT_A_FUSION_FIRST.format(name=name)
+                + "."
+            ) from None
+
+
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _first_non_number(values):
