@@ -772,6 +772,16 @@ def _check_finite_blocks(blocks):
                 "encoder must handle missing values, e.g. put a SimpleImputer "
                 "before a StandardScaler."
             )
+        if values.dtype.kind in "fiu" and values.size:
+            # The network computes in float32: larger values become infinity.
+            largest = float(np.max(np.abs(values)))
+            if largest > float(np.finfo(np.float32).max):
+                raise ValueError(
+                    f"The block of modality {name!r} holds values up to "
+                    f"{largest:.3g}, beyond the float32 range the network "
+                    "computes in (about 3.4e38). Scale or clip that block in its "
+                    "encoder, e.g. with a StandardScaler or a log transform."
+                )
 
 
 def _silent(*args, **kwargs):

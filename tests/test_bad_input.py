@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skmm import FusionClassifier, FusionMultiTask, FusionRegressor, MultimodalFusion
 
@@ -238,6 +238,45 @@ CASES = {
         lambda: _fit(_image_encoder(), _image_column(np.zeros((6, 6, 3)), 3.5 + 1j)),
         TypeError,
         r"column 'photo', row 1: expected an image",
+    ),
+    "infinity reaching a scikit-learn scaler inside MultimodalFusion": (
+        lambda: _fit(
+            MultimodalFusion([("amounts", StandardScaler(), ["price"])]),
+            pd.DataFrame({"price": [1.0, np.inf, 2.0]}),
+        ),
+        ValueError,
+        r"encoder of modality 'amounts' \(columns \['price'\]\) failed: Input X "
+        r"contains infinity",
+    ),
+    "infinity at transform of a fitted scikit-learn scaler": (
+        lambda: partial(
+            MultimodalFusion([("amounts", StandardScaler(), ["price"])])
+            .fit(pd.DataFrame({"price": [1.0, 3.0, 2.0]}))
+            .transform,
+            pd.DataFrame({"price": [1.0, np.inf, 2.0]}),
+        ),
+        ValueError,
+        r"modality 'amounts' \(columns \['price'\]\).*infinity",
+    ),
+    "strings and numbers mixed in a category column": (
+        lambda: _fit(
+            MultimodalFusion([("colour", OneHotEncoder(), ["colour"])]),
+            pd.DataFrame({"colour": pd.Series(["red", 3, "blue"], dtype=object)}),
+        ),
+        TypeError,
+        r"modality 'colour' \(columns \['colour'\]\).*uniformly strings or numbers",
+    ),
+    "values beyond float32 in a block": (
+        lambda: _fit(
+            make_pipeline(
+                MultimodalFusion([("amounts", "passthrough", ["price"])]),
+                FusionClassifier(**FAST),
+            ),
+            pd.DataFrame({"price": [0.0, 1e300, 2.0, 3.0]}),
+            [0, 1, 0, 1],
+        ),
+        ValueError,
+        r"modality 'amounts' holds values up to 1e\+300, beyond the float32 range",
     ),
     "invalid UTF-8 bytes in a text cell": (
         lambda: _fit(
