@@ -136,11 +136,29 @@ def save(obj, path):
     path : str or path-like
         Where to write; ``.skops`` is the usual extension.
 
+    Raises
+    ------
+    TypeError
+        If ``obj`` holds an object a safe file cannot store, such as a
+        pretrained sentence-transformers model trained inside a fusion
+        estimator.
+
     See Also
     --------
     load : read the file back.
     """
-    _skops_io().dump(obj, path)
+    sio = _skops_io()
+    try:
+        sio.dump(obj, path)
+    except (RecursionError, TypeError) as exc:
+        raise TypeError(
+            f"skmm.save cannot store this {type(obj).__name__}: "
+            f"{type(exc).__name__}: {str(exc)[:200]}. A pretrained tower trained "
+            "inside a fusion estimator (the blocks of SentenceTextEncoder("
+            "output='tokens') or PretrainedImageEncoder(output='pixels')) holds "
+            "objects of its own package that a safe file cannot store: save such "
+            "a model with joblib, and load it only from a trusted source."
+        ) from exc
 
 
 def load(path, trusted=None):

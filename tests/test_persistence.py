@@ -242,3 +242,16 @@ def test_without_skops_the_error_says_what_to_install(monkeypatch, tmp_path):
         skmm.save(FusionClassifier(), tmp_path / "model.skops")
     with pytest.raises(ImportError, match=r"pip install skmm\[safe\]"):
         skmm.load(tmp_path / "model.skops")
+
+
+def test_a_pretrained_tower_inside_a_fusion_network_asks_for_joblib(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    X = pd.DataFrame({"review": ["good car", "bad car", "red", "ok"] * 3})
+    fusion = MultimodalFusion(
+        [("review", SentenceTextEncoder(output="tokens", max_length=8), "review")]
+    )
+    model = make_pipeline(fusion, FusionClassifier(**FAST)).fit(X, [0, 1] * 6)
+    path = tmp_path / "model.skops"
+    with pytest.raises(TypeError, match="cannot store this Pipeline.*joblib"):
+        skmm.save(model, path)
+    assert not path.exists()
