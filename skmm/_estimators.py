@@ -784,6 +784,44 @@ def _check_finite_blocks(blocks):
                 )
 
 
+class _PerTaskArrays(dict):
+    """``{task: array}`` that says so when read as one array.
+
+    scikit-learn's tools that need one probability matrix and one array of
+    classes (``cross_val_predict(method="predict_proba")``, the ``"roc_auc"``
+    scorer) convert them with numpy or read their ``shape``; both get an
+    error that says what to use instead, not one about a dict or an object
+    array.
+    """
+
+    _WHAT = "holds"
+
+    def _error(self):
+        tasks = list(self)
+        return (
+            f"FusionMultiTask.{self._WHAT} a dict of arrays, one per "
+            f"classification task ({', '.join(map(repr, tasks))}), not one "
+            f"array: index it by task, e.g. [{tasks[0]!r}]. Score a task in "
+            "cross_val_score, cross_validate or GridSearchCV with "
+            f"skmm.metrics.task_scorer({tasks[0]!r}, 'roc_auc')."
+        )
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(self._error())
+
+    @property
+    def shape(self):
+        raise AttributeError(self._error())
+
+
+class _TaskProbabilities(_PerTaskArrays):
+    _WHAT = "predict_proba returns"
+
+
+class _TaskClasses(_PerTaskArrays):
+    _WHAT = "classes_ is"
+
+
 def _silent(*args, **kwargs):
     """A sink that drops messages."""
 
@@ -1159,9 +1197,11 @@ class FusionMultiTask(_BaseFusionEstimator):
 
     def _set_target_attributes(self, targets):
         self.tasks_ = {task: t.kind for task, t in targets.items()}
-        self.classes_ = {
-            task: t.classes for task, t in targets.items() if t.kind == "classification"
-        }
+        self.classes_ = _TaskClasses(
+            (task, t.classes)
+            for task, t in targets.items()
+            if t.kind == "classification"
+        )
 
     def predict(self, X):
         """Predict every task.
@@ -1201,16 +1241,19 @@ class FusionMultiTask(_BaseFusionEstimator):
         Notes
         -----
         scikit-learn's tools that read one probability matrix cannot read a
-        dict of them: ``cross_val_predict(method="predict_proba")`` fails,
-        and a scorer such as ``"roc_auc"`` or ``"neg_log_loss"`` fails and
-        gives a NaN score with a warning in ``cross_validate``. Score a task
+        dict of them: ``cross_val_predict(method="predict_proba")`` raises,
+        and a scorer such as ``"roc_auc"`` or ``"neg_log_loss"`` gives a NaN
+        score in ``cross_validate``, with a warning; both messages say what
+        to use instead. Score a task
         with :func:`skmm.metrics.task_scorer` (``task_scorer("label",
         "roc_auc")``), which works in ``cross_val_score``, ``cross_validate``
         and ``GridSearchCV``, and read a task's probabilities as
         ``predict_proba(X)[task]``.
         """
         outputs = self._forward(X)
-        return {name: TaskTarget.probabilities(outputs[name]) for name in self.classes_}
+        return _TaskProbabilities(
+            (name, TaskTarget.probabilities(outputs[name])) for name in self.classes_
+        )
 
     def score(self, X, y, sample_weight=None):
         """Mean of the per-task scores: accuracy or R², one per task.

@@ -50,6 +50,7 @@ TRUSTED_TYPES = [
     "skmm._estimators.FusionClassifier",
     "skmm._estimators.FusionMultiTask",
     "skmm._estimators.FusionRegressor",
+    "skmm._estimators._TaskClasses",
     "skmm._estimators._silent",
     "skmm._fusion.MultimodalFusion",
     "skmm._targets.TaskTarget",
