@@ -5,6 +5,7 @@ from skmm._blocks import BlockSpec, ModalityBlocks
 from skmm._config import config_context, get_config, set_config
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
+from skmm._persistence import TRUSTED_TYPES, load, save
 from skmm.encoders import (
     AudioEncoder,
     CNNImageEncoder,
@@ -27,9 +28,12 @@ __all__ = [
     "PretrainedImageEncoder",
     "SentenceTextEncoder",
     "SequenceTextEncoder",
+    "TRUSTED_TYPES",
     "TfidfTextEncoder",
     "config_context",
     "get_config",
+    "load",
+    "save",
     "set_config",
 ]
 __version__ = "0.1.0.dev0"

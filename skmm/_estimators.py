@@ -407,6 +407,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 f"{list(self.block_specs_)}; pass the output of the same "
                 "MultimodalFusion, not a plain array."
             )
+        _check_plain_input(X, type(self).__name__)
         X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32)
         blocks = ModalityBlocks({"X": X})
         if reset:
@@ -686,6 +687,59 @@ def _describe_specs(specs):
     }
 
 
+_PUT_A_FUSION_FIRST = (
+    "A fusion estimator reads the modality blocks of a MultimodalFusion, or "
+    "one numeric matrix. Put a MultimodalFusion in front of it, with an "
+    'encoder per column, e.g. make_pipeline(MultimodalFusion([("text", '
+    'TfidfTextEncoder(), "text"), ("image", CNNImageEncoder(), '
+    '"image"), ("numeric", StandardScaler(), ["age"])]), {name}())'
+)
+
+
+def _check_plain_input(X, name):
+    """Raise on input that only a MultimodalFusion can read: dict rows, text columns.
+
+    Without this, such input fails deep in numpy's float conversion, with a
+    message that names no column and may print whole images.
+    """
+    if sparse.issparse(X):
+        # A DOK matrix is a dict.
+        return
+    first = X[0] if isinstance(X, (list, tuple)) and len(X) else X
+    if isinstance(first, dict):
+        what = "a list of dict rows" if first is not X else "a dict row"
+        keys = ", ".join(repr(str(key)) for key in list(first)[:10])
+        raise TypeError(
+            f"{name} got {what} (keys {keys}). "
+            + _PUT_A_FUSION_FIRST.format(name=name)
+            + "; a fitted pipeline predicts on dict rows."
+        )
+    if not isinstance(X, pd.DataFrame):
+        return
+    for column in X.columns:
+        values = X[column]
+        if values.dtype.kind in "biufc":
+            continue
+        try:
+            values.astype(np.float64)
+        except (TypeError, ValueError):
+            row = next(i for i, value in enumerate(values) if not _is_number(value))
+            raise ValueError(
+                f"{name} got a DataFrame whose column {column!r} holds "
+                f"{values.iloc[row]!r} (row {row}), not a number. "
+                + _PUT_A_FUSION_FIRST.format(name=name)
+                + "."
+            ) from None
+
+
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _first_non_number(values):
     """``(row, column, value)`` of the first cell that is not a number."""
     for (row, column), value in np.ndenumerate(values):
@@ -718,6 +772,54 @@ def _check_finite_blocks(blocks):
                 "encoder must handle missing values, e.g. put a SimpleImputer "
                 "before a StandardScaler."
             )
+        if values.dtype.kind in "fiu" and values.size:
+            # The network computes in float32: larger values become infinity.
+            largest = float(np.max(np.abs(values)))
+            if largest > float(np.finfo(np.float32).max):
+                raise ValueError(
+                    f"The block of modality {name!r} holds values up to "
+                    f"{largest:.3g}, beyond the float32 range the network "
+                    "computes in (about 3.4e38). Scale or clip that block in its "
+                    "encoder, e.g. with a StandardScaler or a log transform."
+                )
+
+
+class _PerTaskArrays(dict):
+    """``{task: array}`` that says so when read as one array.
+
+    scikit-learn's tools that need one probability matrix and one array of
+    classes (``cross_val_predict(method="predict_proba")``, the ``"roc_auc"``
+    scorer) convert them with numpy or read their ``shape``; both get an
+    error that says what to use instead, not one about a dict or an object
+    array.
+    """
+
+    _WHAT = "holds"
+
+    def _error(self):
+        tasks = list(self)
+        return (
+            f"FusionMultiTask.{self._WHAT} a dict of arrays, one per "
+            f"classification task ({', '.join(map(repr, tasks))}), not one "
+            f"array: index it by task, e.g. [{tasks[0]!r}]. Score a task in "
+            "cross_val_score, cross_validate or GridSearchCV with "
+            f"skmm.metrics.task_scorer({tasks[0]!r}, 'roc_auc')."
+        )
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(self._error())
+
+    @property
+    def shape(self):
+        raise AttributeError(self._error())
+
+
+class _TaskProbabilities(_PerTaskArrays):
+    _WHAT = "predict_proba returns"
+
+
+class _TaskClasses(_PerTaskArrays):
+    _WHAT = "classes_ is"
 
 
 def _silent(*args, **kwargs):
@@ -1150,9 +1252,11 @@ class FusionMultiTask(_BaseFusionEstimator):
 
     def _set_target_attributes(self, targets):
         self.tasks_ = {task: t.kind for task, t in targets.items()}
-        self.classes_ = {
-            task: t.classes for task, t in targets.items() if t.kind == "classification"
-        }
+        self.classes_ = _TaskClasses(
+            (task, t.classes)
+            for task, t in targets.items()
+            if t.kind == "classification"
+        )
 
     def predict(self, X):
         """Predict every task.
@@ -1188,9 +1292,23 @@ class FusionMultiTask(_BaseFusionEstimator):
         -------
         y_proba : dict of str to ndarray of shape (n_samples, n_classes)
             Per classification task, columns in the order of ``classes_[task]``.
+
+        Notes
+        -----
+        scikit-learn's tools that read one probability matrix cannot read a
+        dict of them: ``cross_val_predict(method="predict_proba")`` raises,
+        and a scorer such as ``"roc_auc"`` or ``"neg_log_loss"`` gives a NaN
+        score in ``cross_validate``, with a warning; both messages say what
+        to use instead. Score a task
+        with :func:`skmm.metrics.task_scorer` (``task_scorer("label",
+        "roc_auc")``), which works in ``cross_val_score``, ``cross_validate``
+        and ``GridSearchCV``, and read a task's probabilities as
+        ``predict_proba(X)[task]``.
         """
         outputs = self._forward(X)
-        return {name: TaskTarget.probabilities(outputs[name]) for name in self.classes_}
+        return _TaskProbabilities(
+            (name, TaskTarget.probabilities(outputs[name])) for name in self.classes_
+        )
 
     def score(self, X, y, sample_weight=None):
         """Mean of the per-task scores: accuracy or R², one per task.

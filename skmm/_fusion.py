@@ -1,10 +1,12 @@
 """MultimodalFusion: one encoder per modality, stacked as modality blocks."""
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
@@ -14,6 +16,7 @@ from skmm._blocks import ModalityBlocks, block_spec_for
 from skmm.utils._sklearn_compat import (
     StrOptions,
     _get_container_adapter,
+    _safe_indexing,
     _safe_set_output,
 )
 
@@ -40,6 +43,13 @@ def _check_2d_input(X):
             "Reshape your data, e.g. with X.reshape(-1, 1) for a single column."
         )
     return X
+
+
+def _names_a_column(exc, X):
+    """Whether the message of ``exc`` names one of the columns of ``X``."""
+    message = str(exc)
+    columns = X.columns if isinstance(X, pd.DataFrame) else []
+    return any(f"{str(column)!r}" in message for column in columns)
 
 
 def _reads_column_blocks(transformer):
@@ -234,7 +244,8 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         X = _check_2d_input(X)
         self._fitting = True
         try:
-            Xt = super().fit_transform(X, y, **params)
+            with self._named_encoder_errors(X, y, fitted=False):
+                Xt = super().fit_transform(X, y, **params)
         finally:
             del self._fitting
         return self._wrap_flat_output(Xt, X)
@@ -258,7 +269,60 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
             Modality blocks, or the flat matrix with ``output="flat"``.
         """
         X = _check_2d_input(X)
-        return self._wrap_flat_output(super().transform(X, **params), X)
+        with self._named_encoder_errors(X, None, fitted=True):
+            Xt = super().transform(X, **params)
+        return self._wrap_flat_output(Xt, X)
+
+    @contextlib.contextmanager
+    def _named_encoder_errors(self, X, y, *, fitted):
+        """Name the modality and columns of an encoder's error that names neither.
+
+        skmm's encoders name the column and row of bad input themselves; a
+        scikit-learn transformer says "Input X contains infinity" without
+        saying which columns. On such an error the other transformers are run
+        again, one at a time, to find the one that raises it (skmm's encoders,
+        which may train, are not run again).
+        """
+        try:
+            yield
+        except (ValueError, TypeError) as exc:
+            if type(exc) not in (ValueError, TypeError) or _names_a_column(exc, X):
+                raise
+            try:
+                found = self._failing_transformer(X, y, exc, fitted=fitted)
+            except Exception:
+                # The error came before the transformers were set up, e.g. a
+                # transformer given as a class: its message stands as it is.
+                found = None
+            if found is None:
+                raise
+            name, columns = found
+            raise type(exc)(
+                f"The encoder of modality {name!r} (columns {columns!r}) failed: {exc}"
+            ) from exc
+
+    def _failing_transformer(self, X, y, exc, *, fitted):
+        """``(name, columns)`` of the transformer that raises ``exc`` on its own."""
+        for name, trans, columns, _ in self._iter(
+            fitted=fitted,
+            column_as_labels=False,
+            skip_drop=True,
+            skip_empty_columns=True,
+        ):
+            if isinstance(trans, str) or _reads_column_blocks(trans):
+                continue
+            try:
+                X_block = _safe_indexing(X, columns, axis=1)
+                if fitted:
+                    trans.transform(X_block)
+                else:
+                    clone(trans).fit_transform(X_block, y)
+            except type(exc) as again:
+                if str(again) == str(exc):
+                    return name, columns
+            except Exception:
+                continue
+        return None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

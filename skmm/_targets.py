@@ -83,13 +83,20 @@ def check_target_column(y, n_samples, name="y"):
         y,
         ensure_2d=False,
         dtype=None,
-        # Missing labels in an object target are reported, with their row,
-        # by classification_target and as_float_target.
-        ensure_all_finite=np.asarray(y).dtype != object,
+        # Missing values are reported below with their row (and, in an
+        # object target, by classification_target and as_float_target).
+        ensure_all_finite=False,
         input_name=name,
     )
     if len(y) != n_samples:
         raise ValueError(f"X has {n_samples} rows but y has {len(y)}; they must match.")
+    if y.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
+        if len(bad):
+            raise ValueError(
+                f"The target {name!r} has a missing or infinite value (NaN or "
+                f"inf) at row {bad[0]}; drop or fill those rows first."
+            )
     return y
 
 

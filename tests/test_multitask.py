@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    cross_val_predict,
+    cross_val_score,
+    cross_validate,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
@@ -79,6 +85,28 @@ def test_grid_search_refits_on_one_task(tabular_tasks):
     best = np.argmax(search.cv_results_["mean_test_mae"])
     assert search.best_index_ == best
     assert list(search.predict(X).columns) == ["label", "value"]
+
+
+def test_tools_that_need_one_probability_matrix_say_what_to_use(tabular_tasks):
+    X, Y = tabular_tasks
+    model = make_pipeline(
+        StandardScaler(),
+        FusionMultiTask(tasks={"label": "classification"}, **{**FAST, "max_epochs": 5}),
+    )
+    with pytest.raises(AttributeError, match=r"dict of arrays.*task_scorer\('label'"):
+        cross_val_predict(model, X, Y["label"], cv=KFold(2), method="predict_proba")
+    with pytest.warns(UserWarning, match=r"predict_proba returns a dict of arrays"):
+        scores = cross_validate(model, X, Y["label"], cv=KFold(2), scoring="roc_auc")
+    assert np.isnan(scores["test_score"]).all()
+    proba = model.fit(X, Y).predict_proba(X)
+    assert isinstance(proba, dict) and list(proba) == ["label"]
+    with pytest.raises(TypeError, match=r"index it by task, e.g. \['label'\]"):
+        np.asarray(proba)
+    # The way that works: a scorer of the task.
+    auc = cross_val_score(
+        model, X, Y, cv=KFold(2), scoring=task_scorer("label", "roc_auc")
+    )
+    assert auc.mean() > 0.8
 
 
 def test_task_scorer_rejects_an_unknown_task(tabular_tasks):

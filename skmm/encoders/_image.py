@@ -337,6 +337,17 @@ class CNNImageEncoder(BaseImageEncoder):
         check_is_fitted(self)
         return copy.deepcopy(self.cnn_).train()
 
+    def __setstate__(self, state):
+        # Pickles from before ``standardize`` existed: their features were
+        # not standardised, and they load and transform as they did.
+        state = dict(state)
+        if "standardize" not in state:
+            state["standardize"] = False
+            if "cnn_" in state:
+                state.setdefault("feature_mean_", None)
+                state.setdefault("feature_std_", None)
+        super().__setstate__(state)
+
     def _fit(self, X, y, *, transform):
         """Fit; with ``transform``, return the encoded ``X`` as well.
 

@@ -231,7 +231,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         """
         X, columns = check_column_block(self, X, reset=True)
         self.input_shape_ = (
-            resolve_input_shape(X.shape[1], self.input_shape)
+            resolve_input_shape(X.shape[1], self.input_shape, X)
             if block_holds_numbers(X)
             else None
         )

@@ -78,7 +78,7 @@ def block_holds_numbers(X):
     return has_number
 
 
-def resolve_input_shape(n_features, input_shape):
+def resolve_input_shape(n_features, input_shape, X=None):
     """Return the ``(H, W, C)`` of the images flattened in rows of ``n_features``.
 
     With ``input_shape=None``, a perfect square is a square grayscale image
@@ -86,10 +86,29 @@ def resolve_input_shape(n_features, input_shape):
     of ``3 * k**2`` with ``k > 1``: that is the width of flattened ``k x k``
     RGB images, which a strip would silently misread, so it raises a
     ValueError that asks for ``input_shape``.
+
+    A width of ``4 * k**2`` (flattened ``k x k`` RGBA images) is also the
+    square ``(2k)**2``, the width of ``2k x 2k`` grey images such as 28 x 28
+    digits, so the width alone cannot tell them apart. Given the rows ``X``,
+    a block whose every fourth value (the alpha channel, channels last) is
+    the same opaque maximum in every row, while the other values vary, is
+    read as RGBA rows and raises a ValueError that asks for ``input_shape``.
     """
     if input_shape is None:
         side = math.isqrt(n_features)
         if side * side == n_features:
+            if side % 2 == 0 and side > 2 and _has_opaque_alpha(X):
+                half = side // 2
+                raise ValueError(
+                    f"The numeric block has {n_features} columns, 4 x {half}x"
+                    f"{half}, and every fourth column holds the same maximum "
+                    f"in every row: the layout of flattened {half}x{half} RGBA "
+                    "images (an opaque alpha channel last), which without "
+                    f"input_shape would be read as {side}x{side} grey images. "
+                    f"Pass input_shape=({half}, {half}, 4) if each row is an "
+                    f"RGBA image, or input_shape=({side}, {side}) if it is a "
+                    "grey image."
+                )
             return (side, side, 1)
         colour_side = math.isqrt(n_features // 3)
         if colour_side > 1 and 3 * colour_side * colour_side == n_features:
@@ -122,6 +141,23 @@ def resolve_input_shape(n_features, input_shape):
             "flattened image."
         )
     return tuple(int(d) for d in shape)
+
+
+def _has_opaque_alpha(X):
+    """Whether every fourth value of each row of ``X`` is the block's maximum."""
+    if X is None:
+        return False
+    try:
+        values = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        # Cells that are not numbers get their own error when decoded.
+        return False
+    values = values[np.isfinite(values).all(axis=1)]
+    if values.size == 0:
+        return False
+    alpha, colour = values[:, 3::4], np.delete(values, np.s_[3::4], axis=1)
+    top = values.max()
+    return bool(top > 0 and (alpha == top).all() and np.ptp(colour) > 0)
 
 
 def _cell_name(column, row):
@@ -184,14 +220,34 @@ def _upright(image):
 
 
 def _to_8bit(image):
-    """``image`` with its integer pixels scaled to the 8-bit range.
+    """``image`` with its integer or float pixels scaled to the 8-bit range.
 
     Pillow's ``convert`` clips the pixels of a 16-bit image (modes ``I;16*``,
     and ``I`` as older Pillow opens 16-bit PNGs) at 255 instead of scaling
     them, which turns almost every pixel white. 16-bit pixels are divided by
     257 (65535 to 255). A mode ``I`` image whose pixels all lie in [0, 255]
     already holds 8-bit values and keeps them; otherwise it is read as 16-bit.
+
+    A 32-bit float image (mode ``F``) is read as float image arrays are: values
+    in [0, 1] are intensities scaled by 255 (``convert`` would round them to 0
+    or 1, a black image); values in [0, 255] are 8-bit intensities. Other
+    values raise a ValueError.
     """
+    if image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(pixels).all():
+            raise ValueError(
+                "the 32-bit float image (mode 'F') holds NaN or infinite pixels"
+            )
+        low, high = pixels.min(), pixels.max()
+        if low < 0 or high > 255:
+            raise ValueError(
+                "the 32-bit float image (mode 'F') holds values in "
+                f"[{low:g}, {high:g}]; scale them to [0, 1] (or to 0-255)"
+            )
+        if high <= 1:
+            pixels = pixels * 255
+        return Image.fromarray(np.rint(pixels).astype(np.uint8))
     if not (image.mode == "I" or image.mode.startswith("I;16")):
         return image
     pixels = np.asarray(image).astype(np.int64)

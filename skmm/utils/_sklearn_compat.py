@@ -6,6 +6,7 @@ hook for subclasses) and ``_iter``.
 """
 
 from sklearn.base import _fit_context
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _get_container_adapter, _safe_set_output
 from sklearn.utils.validation import (
@@ -21,6 +22,7 @@ __all__ = [
     "_check_sample_weight",
     "_fit_context",
     "_get_container_adapter",
+    "_safe_indexing",
     "_safe_set_output",
     "validate_data",
 ]

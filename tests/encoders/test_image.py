@@ -459,3 +459,29 @@ def test_cached_fitted_state_holds_the_feature_statistics():
     np.testing.assert_array_equal(again.feature_std_, first.feature_std_)
     np.testing.assert_array_equal(again.transform(X), first.transform(X))
     clear_frozen_cache()
+
+
+def test_a_pickle_from_before_standardize_loads_and_transforms_as_before(
+    monkeypatch,
+):
+    X = pd.DataFrame(
+        {"photo": list(np.random.RandomState(0).uniform(size=(12, 8, 8, 3)))}
+    )
+    encoder = CNNImageEncoder(standardize=False, max_epochs=1, **FAST).fit(X)
+    expected = encoder.transform(X)
+    current = CNNImageEncoder.__getstate__
+
+    def state_without_standardize(self):
+        state = dict(current(self))
+        for name in ("standardize", "feature_mean_", "feature_std_"):
+            del state[name]
+        return state
+
+    monkeypatch.setattr(CNNImageEncoder, "__getstate__", state_without_standardize)
+    old_pickle = pickle.dumps(encoder)
+    monkeypatch.undo()
+
+    loaded = pickle.loads(old_pickle)
+    assert loaded.standardize is False
+    np.testing.assert_array_equal(loaded.transform(X), expected)
+    assert clone(loaded).get_params()["standardize"] is False

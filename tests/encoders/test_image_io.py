@@ -61,6 +61,31 @@ def test_32_bit_integer_image_is_read_as_16_or_8_bits():
     np.testing.assert_array_equal(decoded_eight[:, :, 0], eight)
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_32_bit_float_image_is_scaled_not_rounded_to_black(mode, scale):
+    ramp = np.linspace(0, 1, 60, dtype=np.float32).reshape(6, 10)
+    image = Image.fromarray(ramp * np.float32(scale))
+    assert image.mode == "F"
+
+    decoded = decode_image(image, mode, (6, 10), "photo", 0)
+
+    expected = np.rint(ramp.astype(np.float64) * 255).astype(np.uint8)
+    for channel in range(decoded.shape[2]):
+        np.testing.assert_allclose(decoded[:, :, channel], expected, atol=1)
+    assert decoded.max() == 255
+
+
+def test_32_bit_float_image_file_and_out_of_range_values():
+    ramp = np.linspace(0, 1, 60, dtype=np.float32).reshape(6, 10)
+    tiff = _encoded(Image.fromarray(ramp), "TIFF")
+    assert decode_image(tiff, "L", (6, 10), "photo", 0).max() == 255
+
+    too_bright = Image.fromarray(ramp * 1000)
+    with pytest.raises(ValueError, match=r"column 'photo', row 3.*mode 'F'.*\[0, 1\]"):
+        decode_image(too_bright, "L", (6, 10), "photo", 3)
+
+
 def _sideways():
     """A 4 x 8 RGB image stored a quarter turn from upright, and its upright view.
 
@@ -118,6 +143,24 @@ def test_numeric_width_of_flattened_rgb_images_asks_for_input_shape():
     assert resolve_input_shape(72, None) == (1, 72, 1)
     # Three columns are not taken for a 1 x 1 colour image.
     assert resolve_input_shape(3, None) == (1, 3, 1)
+
+
+def test_flattened_rgba_rows_ask_for_input_shape():
+    rng = np.random.RandomState(0)
+    rgba = rng.randint(0, 256, size=(5, 8, 8, 4)).astype(np.uint8)
+    rgba[..., 3] = 255
+    rows = rgba.reshape(5, -1)
+
+    for block in (rows, rows / 255.0):
+        with pytest.raises(
+            ValueError, match=r"256 columns.*RGBA.*input_shape=\(8, 8, 4\)"
+        ):
+            CNNImageEncoder(**FAST).fit(block)
+    encoder = CNNImageEncoder(input_shape=(8, 8, 4), **FAST).fit(rows)
+    assert encoder.input_shape_ == (8, 8, 4)
+    # 4 * 14**2 == 28**2: grey 28 x 28 images keep their square reading.
+    grey = rng.uniform(size=(5, 28 * 28))
+    assert CNNImageEncoder(**FAST).fit(grey).input_shape_ == (28, 28, 1)
 
 
 def test_nan_pixel_in_an_image_array_names_the_cell_and_missing_images():
