@@ -1,4 +1,4 @@
-"""Every ``python`` code block of README.md and docs/*.md runs.
+"""Every ``python`` code block of README.md and the pages of docs/ runs.
 
 The blocks of a page run in order, in one namespace per page, as a reader
 who pastes them one after the other would run them; a block may use what an
@@ -30,7 +30,14 @@ import skmm.datasets
 from skmm._estimators import _BaseFusionEstimator
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted(
+        page
+        for page in (ROOT / "docs").rglob("*.md")
+        if not any(part.startswith("_") for part in page.relative_to(ROOT).parts)
+    ),
+]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NEEDS_DATA = "<!-- docs-test: needs-data -->"
 
@@ -114,7 +121,9 @@ def test_code_blocks_are_found_inside_lists(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+@pytest.mark.parametrize(
+    "page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES]
+)
 def test_code_blocks_run(page, small_size):
     pytest.importorskip("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
