@@ -12,8 +12,9 @@ Conventions for the pages:
 - a block that is not meant to run (a shell command, output, a formula) is
   fenced with another language, or none;
 - a block that reads the real datasets of ``../shared/data`` follows a
-  ``<!-- docs-test: needs-data -->`` line; the page's test skips from there
-  when the data is absent.
+  ``<!-- docs-test: needs-data -->`` line; it runs from the root of the
+  repository, as its paths say, and the page's test skips from there when
+  the data is absent.
 """
 
 import importlib.util
@@ -100,6 +101,7 @@ def small_size(monkeypatch, tmp_path):
             _capped_epochs(getattr(_BaseFusionEstimator, name)),
         )
     monkeypatch.chdir(tmp_path)
+    return monkeypatch
 
 
 def test_the_pages_have_code_blocks():
@@ -143,7 +145,7 @@ def test_code_blocks_are_found_inside_lists(tmp_path):
 @pytest.mark.parametrize(
     "page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES]
 )
-def test_code_blocks_run(page, small_size):
+def test_code_blocks_run(page, small_size, tmp_path):
     pytest.importorskip("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
 
@@ -156,6 +158,7 @@ def test_code_blocks_run(page, small_size):
         for line, code, needs_data in blocks:
             if needs_data and not SHARED_DATA.is_dir():
                 pytest.skip(f"{page.name}:{line} needs the data in {SHARED_DATA}")
+            small_size.chdir(ROOT if needs_data else tmp_path)
             with warnings.catch_warnings():
                 # A grid search hides a failed candidate behind a warning.
                 warnings.simplefilter("error", FitFailedWarning)
