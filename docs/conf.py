@@ -35,7 +35,10 @@ myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence"]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "show-inheritance": False}
+# Classes are documented by _templates/autosummary/class.rst: with the
+# methods they inherit from skmm's and scikit-learn's base classes
+# (gate_values, get_params), not those of torch's Module and skorch's
+# NeuralNet, which those projects document.
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
