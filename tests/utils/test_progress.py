@@ -171,3 +171,19 @@ def test_sentence_encoder_shows_its_batches(capsys):
     assert "Batches" not in silent.err
     assert "Batches" in loud.err
     assert loud.out == ""
+
+
+def test_a_warm_start_follows_the_switch_of_its_own_fit(capsys):
+    X, y = _labelled()
+    clf = FusionClassifier(
+        hidden_dim=8, max_epochs=2, batch_size=16, device="cpu", warm_start=True
+    )
+    with skmm.config_context(verbose=1):
+        clf.fit(X, y)
+    loud = capsys.readouterr()
+    clf.fit(X, y)
+    silent = capsys.readouterr()
+
+    assert "train_loss" in loud.err
+    assert silent.out == "" and silent.err == ""
+    assert clf.n_iter_ == 4
