@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench quality lint clean
+.PHONY: install demo test bench quality lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,19 @@ bench: $(STAMP)
 quality: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
+# The HTML site in docs/_build/html, offline; a warning fails the build.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skmm tests benchmarks examples
 	$(VENV)/bin/ruff format --check skmm tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/generated docs/api.rst

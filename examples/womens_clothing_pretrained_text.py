@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+import skmm
 from skmm import (
     FusionClassifier,
     MultimodalFusion,
@@ -81,7 +82,13 @@ def main():
     parser.add_argument(
         "--train-rows", type=int, default=None, help="train on a subset of rows"
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress of encoding and training"
+    )
     args = parser.parse_args()
+    # Encoding 23,000 reviews and training take minutes: show the progress
+    # of every step, on stderr.
+    skmm.set_config(verbose=0 if args.quiet else 1)
 
     data = load_womens_clothing_reviews(args.data_home)
     X, y = data.data, data.target[TARGET].to_numpy()

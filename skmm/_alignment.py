@@ -30,6 +30,7 @@ from skmm.nn._training import (
 )
 from skmm.utils._atomic import restored_on_failure
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._progress import epoch_reporter
 from skmm.utils._sklearn_compat import (
     Interval,
     _check_feature_names_in,
@@ -124,6 +125,9 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         Device the projections are trained on: ``"cpu"``, ``"cuda"``,
         ``"cuda:N"``, or ``"auto"`` for a GPU when one is visible. The fitted
         projections are kept on the CPU, where :meth:`transform` runs.
+    verbose : int, default=0
+        Report the training loss of each epoch on stderr. 0 follows
+        ``skmm.get_config()["verbose"]``.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights and the shuffling of the rows, without
         touching torch's global random state.
@@ -189,6 +193,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch.device],
+        "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
 
@@ -205,6 +210,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         lr=1e-2,
         weight_decay=0.0,
         device="cpu",
+        verbose=0,
         random_state=None,
     ):
         self.modalities = modalities
@@ -217,6 +223,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = device
+        self.verbose = verbose
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -471,6 +478,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
             weight_decay=self.weight_decay,
             generator=make_generator(seed),
             min_batch=2,
+            on_epoch=epoch_reporter("CrossModalAligner", self.max_epochs, self.verbose),
         )
 
     def _batch(self, index, X, device):

@@ -51,6 +51,7 @@ from skmm.nn._training import (
 )
 from skmm.utils._atomic import restored_on_failure
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._progress import effective_verbose, print_stderr
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -166,7 +167,9 @@ torch optimizer class, default="adam"
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where to train. ``"auto"`` uses a GPU when there is one.
     verbose : int, default=0
-        0: silent. 1: one line per epoch. 2: also a progress bar per epoch.
+        Progress on stderr. 0: silent, unless ``skmm.get_config()["verbose"]``
+        is above 0, whose level it then follows. 1: skorch's table, one line
+        per epoch. 2: also a progress bar per epoch.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split, without touching the global random state."""
@@ -471,7 +474,8 @@ class _BaseFusionEstimator(BaseEstimator):
             train_split=None if valid_ds is None else predefined_split(valid_ds),
             callbacks=self._callbacks(early_stopping),
             device=self.device_,
-            verbose=int(self.verbose),
+            verbose=self._verbose(),
+            callbacks__print_log__sink=self._sink(),
             targets={task: t.without_values() for task, t in targets.items()},
             **{
                 f"optimizer__{k}": v
@@ -494,7 +498,8 @@ class _BaseFusionEstimator(BaseEstimator):
         # continuation must leave the fitted one as it was.
         net = copy.deepcopy(self.net_)
         net.max_epochs = self.max_epochs
-        net.verbose = int(self.verbose)
+        net.verbose = self._verbose()
+        net.callbacks__print_log__sink = self._sink()
         net.train_split = None if valid_ds is None else predefined_split(valid_ds)
         net.iterator_train__generator = make_generator(seed)
         # Set as attributes, then initialised: skorch's set_params would
@@ -576,6 +581,14 @@ class _BaseFusionEstimator(BaseEstimator):
             )
         return dataset.subset(train_idx), dataset.subset(valid_idx)
 
+    def _verbose(self):
+        """The progress level: ``verbose``, or the global one when it is 0."""
+        return effective_verbose(self.verbose)
+
+    def _sink(self):
+        """Where the callbacks print: stderr, or nowhere when silent."""
+        return print_stderr if self._verbose() else _silent
+
     def _callbacks(self, patience):
         callbacks = list(self.callbacks or [])
         if patience:
@@ -586,11 +599,11 @@ class _BaseFusionEstimator(BaseEstimator):
                         monitor="valid_loss",
                         patience=patience,
                         load_best=True,
-                        sink=print if self.verbose else _silent,
+                        sink=self._sink(),
                     ),
                 )
             )
-        if self.verbose and int(self.verbose) >= 2:
+        if self._verbose() >= 2:
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 

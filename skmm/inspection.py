@@ -4,6 +4,7 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_classifier, is_regressor
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, check_random_state
@@ -65,6 +66,23 @@ def _gate_statistics(model, blocks):
     return gates.mean(axis=0), gates.std(axis=0, ddof=0)
 
 
+def _scoring_name(model, scoring):
+    """A short name for the score ``scoring`` gives ``model``, for axis labels."""
+    if isinstance(scoring, str):
+        return scoring
+    if scoring is not None:
+        metric = getattr(scoring, "_score_func", scoring)
+        return getattr(metric, "__name__", type(metric).__name__)
+    final = model[-1] if isinstance(model, Pipeline) else model
+    if is_classifier(final):
+        return "accuracy"
+    if is_regressor(final):
+        return "R2"
+    if hasattr(final, "tasks"):
+        return "mean of the task scores"
+    return "score"
+
+
 def modality_importance(
     estimator, X, y, *, scoring=None, n_repeats=5, random_state=None
 ):
@@ -116,6 +134,11 @@ def modality_importance(
             The importance of each modality for each shuffle.
         baseline_score : float
             Score of the model on the unshuffled data.
+        scoring : str
+            The name of the score: ``scoring`` when it is a name, the name
+            of the metric of a callable scorer, or what the model's
+            ``score`` method computes (``"accuracy"``, ``"R2"``, or
+            ``"mean of the task scores"`` for a multi-task model).
         gate_mean : Series of shape (n_modalities,)
             Only when the final estimator uses ``fusion="gated"``: the mean
             over the rows of ``X`` of each modality's gate (see
@@ -193,6 +216,7 @@ def modality_importance(
         importances_std=importances.std(axis=1, ddof=0).rename("importance_std"),
         importances=importances,
         baseline_score=baseline,
+        scoring=_scoring_name(model, scoring),
     )
     gates = _gate_statistics(model, blocks)
     if gates is not None:
@@ -216,6 +240,9 @@ class ModalityImportanceDisplay:
         The importance of each modality (index) for each repeat (columns).
     baseline_score : float, default=None
         Score of the model on the unshuffled data, shown in the axis label.
+    scoring : str, default=None
+        Name of the score, shown in the axis label (``"score"`` when
+        ``None``).
 
     Attributes
     ----------
@@ -251,9 +278,10 @@ class ModalityImportanceDisplay:
     ['noise', 'signal']
     """
 
-    def __init__(self, importances, *, baseline_score=None):
+    def __init__(self, importances, *, baseline_score=None, scoring=None):
         self.importances = importances
         self.baseline_score = baseline_score
+        self.scoring = scoring
 
     @classmethod
     def from_estimator(
@@ -317,7 +345,11 @@ class ModalityImportanceDisplay:
         -------
         display : ModalityImportanceDisplay
         """
-        display = cls(result.importances, baseline_score=result.baseline_score)
+        display = cls(
+            result.importances,
+            baseline_score=result.baseline_score,
+            scoring=result.get("scoring"),
+        )
         return display.plot(ax=ax)
 
     def plot(self, ax=None):
@@ -353,9 +385,10 @@ class ModalityImportanceDisplay:
             capsize=3,
         )
         ax.axvline(0, color="black", linewidth=0.8)
-        label = "Decrease in score when the modality is shuffled"
+        metric = self.scoring or "score"
+        label = f"Decrease in {metric} when the modality is shuffled"
         if self.baseline_score is not None:
-            label += f" (baseline score {self.baseline_score:.3f})"
+            label += f"\n(baseline {metric} {self.baseline_score:.3f})"
         ax.set_xlabel(label)
         ax.set_ylabel("Modality")
         self.ax_ = ax

@@ -164,8 +164,8 @@ def test_callbacks_optimizer_and_verbose(clf_data, capsys):
     assert isinstance(clf.net_.optimizer_, torch.optim.SGD)
     assert clf.net_.optimizer_.param_groups[0]["momentum"] == 0.9
     assert counter.epochs == 4
-    out = capsys.readouterr().out
-    assert "train_loss" in out and out.count("\n") >= 4
+    err = capsys.readouterr().err
+    assert "train_loss" in err and err.count("\n") >= 4
 
 
 def test_gate_values_are_per_sample(two_modalities):

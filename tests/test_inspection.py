@@ -179,5 +179,6 @@ def test_display_draws_a_bar_per_modality(data):
     _, ax = plt.subplots()
     from_result = ModalityImportanceDisplay.from_result(result, ax=ax)
     assert from_result.ax_ is ax
-    assert "baseline score" in ax.get_xlabel()
+    assert "Decrease in accuracy" in ax.get_xlabel()
+    assert "baseline accuracy" in ax.get_xlabel()
     plt.close("all")

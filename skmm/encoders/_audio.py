@@ -18,6 +18,7 @@ from scipy.signal import get_window, resample_poly
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from skmm.utils._progress import track
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -255,6 +256,9 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         Number of jobs reading and encoding clips in parallel with joblib.
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context.
         ``-1`` means using all processors.
+    verbose : int, default=0
+        Report the clips encoded on stderr (a progress bar if tqdm is
+        installed). 0 follows ``skmm.get_config()["verbose"]``.
 
     Attributes
     ----------
@@ -295,6 +299,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         "pooling": [StrOptions({"bins", "stats"})],
         "normalize": ["boolean"],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -308,6 +313,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         pooling="bins",
         normalize=True,
         n_jobs=None,
+        verbose=0,
     ):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
@@ -317,6 +323,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.normalize = normalize
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -453,8 +460,14 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
                 for j in range(X.shape[1])
             )
             n_clips = X.shape[1]
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(featurizer)(*clip) for clip in clips
+        results = track(
+            Parallel(n_jobs=self.n_jobs, return_as="generator")(
+                delayed(featurizer)(*clip) for clip in clips
+            ),
+            total=X.shape[0] * n_clips,
+            name="AudioEncoder",
+            verbose=self.verbose,
+            unit="clip",
         )
         features = np.zeros((X.shape[0], n_clips, featurizer.n_features))
         present = np.zeros((X.shape[0], n_clips), dtype=bool)

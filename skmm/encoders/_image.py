@@ -19,6 +19,7 @@ from skmm.nn._training import fit_seeds, make_generator, seeded_init, train_loop
 from skmm.utils._atomic import restored_on_failure
 from skmm.utils._cache import block_key, cached, content_key, params_key
 from skmm.utils._device import resolve_device
+from skmm.utils._progress import epoch_reporter
 from skmm.utils._sklearn_compat import Interval, StrOptions, _fit_context
 from skmm.utils._validation import is_missing
 
@@ -130,8 +131,9 @@ class CNNImageEncoder(BaseImageEncoder):
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
     verbose : int, default=0
-        Print progress: a line per chunk of decoded rows (a progress bar if
-        tqdm is installed) and the training loss per epoch.
+        Report progress on stderr: the rows encoded (a progress bar if tqdm
+        is installed) and the training loss per epoch. 0 follows
+        ``skmm.get_config()["verbose"]``.
     device : str or torch.device, default="cpu"
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
         ``"auto"`` for a GPU when there is one. The fitted network is always
@@ -556,14 +558,6 @@ class CNNImageEncoder(BaseImageEncoder):
             y_pred = head(cnn(X_flat).reshape(len(rows), -1))
             return loss_fn(y_pred, values[rows].to(device))
 
-        def report(epoch, loss):
-            if self.verbose:
-                print(
-                    f"[CNNImageEncoder] epoch {epoch + 1}/{self.max_epochs}: "
-                    f"loss {loss:.4f}",
-                    flush=True,
-                )
-
         self.loss_curve_ = train_loop(
             [*cnn.parameters(), *head.parameters()],
             batch_loss,
@@ -572,7 +566,7 @@ class CNNImageEncoder(BaseImageEncoder):
             batch_size=self.batch_size,
             lr=self.lr,
             generator=generator,
-            on_epoch=report,
+            on_epoch=epoch_reporter("CNNImageEncoder", self.max_epochs, self.verbose),
         )
 
 

@@ -19,7 +19,6 @@ the other) and whether the tower of ``output="pixels"`` trains
 
 import copy
 import math
-import time
 from functools import partial
 from numbers import Integral
 
@@ -41,6 +40,7 @@ from skmm.nn._towers import pool_features
 from skmm.nn._training import run_in_batches
 from skmm.utils._cache import block_key, cached, params_key
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._progress import effective_verbose, report, track
 from skmm.utils._sklearn_compat import _check_feature_names_in
 from skmm.utils._validation import check_column_block
 
@@ -49,31 +49,6 @@ __all__ = ["BaseImageEncoder"]
 # Rows decoded at a time: bounds the memory of transform whatever the number
 # of images, and is large enough to amortise the per-chunk overhead.
 CHUNK_ROWS = 256
-
-
-def _with_progress(chunks, n_rows, verbose, name):
-    """Yield ``chunks`` while reporting the rows done, with tqdm if installed."""
-    if not verbose:
-        yield from chunks
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        with tqdm(total=n_rows, unit="row", desc=name) as bar:
-            for chunk in chunks:
-                yield chunk
-                bar.update(chunk[0].stop - chunk[0].start)
-        return
-    start = time.perf_counter()
-    for chunk in chunks:
-        yield chunk
-        print(
-            f"[{name}] {chunk[0].stop}/{n_rows} rows encoded "
-            f"({time.perf_counter() - start:.1f} s)",
-            flush=True,
-        )
 
 
 class BaseImageEncoder(TransformerMixin, BaseEstimator):
@@ -207,8 +182,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         return True, None
 
     def _verbose(self):
-        # PretrainedImageEncoder has no verbose parameter: it stays quiet.
-        return getattr(self, "verbose", 0)
+        """The progress level: ``verbose``, or the global one when it is 0."""
+        return effective_verbose(self.verbose)
 
     # -- fit -----------------------------------------------------------------
 
@@ -286,8 +261,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             size=self.image_shape_[1:],
             n_jobs=n_workers,
         )
-        yield from _with_progress(
-            chunks, X.shape[0], self._verbose(), type(self).__name__
+        yield from track(
+            chunks,
+            total=X.shape[0],
+            name=type(self).__name__,
+            verbose=self.verbose,
+            size=lambda chunk: chunk[0].stop - chunk[0].start,
         )
 
     # -- encoding ------------------------------------------------------------
@@ -386,8 +365,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
 
     def _report_reuse(self):
         if self._verbose():
-            print(
-                f"[{type(self).__name__}] reused the cached result of a frozen "
-                "encoder with the same parameters and data",
-                flush=True,
+            report(
+                type(self).__name__,
+                "reused the cached result of a frozen encoder with the same "
+                "parameters and data",
             )

@@ -130,6 +130,9 @@ class PretrainedImageEncoder(BaseImageEncoder):
         Worker processes decoding and resizing image files, in chunks, while
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
+    verbose : int, default=0
+        Report progress on stderr: the rows encoded (a progress bar if tqdm
+        is installed). 0 follows ``skmm.get_config()["verbose"]``.
     device : str or torch.device, default="cpu"
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
         ``"auto"`` for a GPU when there is one. The fitted network is always
@@ -184,8 +187,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
     the output, the device, and the cells with the size and modification
     time of the files they name. A clone fitted in a grid search therefore
     decodes and encodes the same images once, whatever the number of
-    candidates. ``n_jobs``, ``cache``, ``freeze`` and ``tower_lr`` do not
-    enter the key. The cache is never pickled;
+    candidates. ``n_jobs``, ``verbose``, ``cache``, ``freeze`` and
+    ``tower_lr`` do not enter the key. The cache is never pickled;
     ``skmm.utils.clear_frozen_cache()`` empties it.
 
     A named backbone is pickled by its name only: unpickling builds it again
@@ -227,6 +230,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "module",
         "weights",
         "n_jobs",
+        "verbose",
         "device",
         "cache",
         "freeze",
@@ -246,6 +250,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "tower_lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
         "device": [str, torch.device],
         "cache": ["boolean"],
     }
@@ -265,6 +270,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         tower_lr=None,
         batch_size=16,
         n_jobs=None,
+        verbose=0,
         device="cpu",
         cache=True,
     ):
@@ -280,6 +286,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         self.tower_lr = tower_lr
         self.batch_size = batch_size
         self.n_jobs = n_jobs
+        self.verbose = verbose
         self.device = device
         self.cache = cache
 

@@ -21,6 +21,7 @@ from skmm.encoders._text import _block_texts
 from skmm.nn._towers import SentenceTower
 from skmm.utils._cache import cached_each, content_key, file_stamps
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._progress import effective_verbose
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -143,7 +144,7 @@ def _load_sentence_transformer(path, device, verbose):
     _check_no_custom_code(path)
     try:
         files = sorted(entry.path for entry in os.scandir(path) if entry.is_file())
-        with _loading_progress(bool(verbose)):
+        with _loading_progress(bool(effective_verbose(verbose))):
             model = SentenceTransformer(
                 path,
                 device=str(device),
@@ -238,7 +239,9 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         ``"auto"`` for a GPU when there is one. An encoder fitted on a GPU
         transforms on the CPU where there is none.
     verbose : int, default=0
-        Show progress bars while loading the model and encoding texts.
+        Show progress bars on stderr while loading the model and encoding
+        texts (batches of distinct texts). 0 follows
+        ``skmm.get_config()["verbose"]``.
     keep_model_in_pickle : bool, default=False
         Pickle the loaded model with the encoder. By default the model is
         loaded again on the next ``transform`` after unpickling: the pickle
@@ -637,7 +640,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
             encoded = model.encode(
                 [distinct[i] for i in positions],
                 batch_size=self.batch_size,
-                show_progress_bar=bool(self.verbose),
+                show_progress_bar=bool(effective_verbose(self.verbose)),
                 convert_to_numpy=True,
                 device=str(device),
             )

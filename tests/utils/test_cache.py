@@ -127,7 +127,7 @@ def test_clone_on_the_same_data_reuses_fitted_state_and_output(monkeypatch, caps
     assert renamed.get_feature_names_out()[0] == "image__cnn0"
     assert FROZEN_OUTPUTS.info().hits == before.hits + 6
     assert FROZEN_OUTPUTS.info().misses == before.misses
-    assert "reused the cached result" in capsys.readouterr().out
+    assert "reused the cached result" in capsys.readouterr().err
     _assert_same_fitted_state(again, encoder)
     assert again.cnn_ is not encoder.cnn_
 
