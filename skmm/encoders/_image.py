@@ -199,8 +199,9 @@ class CNNImageEncoder(BaseImageEncoder):
     out first), under a hash of its class, its parameters
     (``random_state`` through the seed it yields, ``device`` through the
     device it resolves to; ``n_jobs``, ``verbose`` and ``cache`` do not
-    count) and the data: the cells and, for file paths, each file's size and
-    modification time, so that a file edited in place is read again. A clone
+    count) and the data: the cells and, for file paths, a hash of each
+    file's bytes, so that a file changed in place is read again even when it
+    keeps its size and modification time. A clone
     fitted on the same data, as in every candidate of a grid search that
     varies only the estimators after the encoder, then decodes nothing and
     returns the same floats. The outputs are copies, safe to modify.
