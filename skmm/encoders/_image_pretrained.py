@@ -130,11 +130,16 @@ class PretrainedImageEncoder(BaseImageEncoder):
         Worker processes decoding and resizing image files, in chunks, while
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
-    device : str or torch.device, default="cpu"
+    base_dir : str or path-like, default=None
+        Folder that relative image paths are read from, such as the folder
+        of the CSV file that lists them. ``None`` reads them from the
+        working folder. Absolute paths and other cells are kept as they are.
+    device : str or torch.device, default="auto"
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
-        ``"auto"`` for a GPU when there is one. The fitted network is always
-        stored on the CPU, and an encoder fitted on a GPU transforms on the
-        CPU where there is none.
+        ``"auto"`` for a GPU when there is one, resolved in :term:`fit` as
+        for the fusion estimators. The fitted network is always stored on
+        the CPU, and an encoder fitted on a GPU transforms on the CPU where
+        there is none.
     cache : bool, default=True
         Reuse the output computed earlier in this process for the same
         network, weights, parameters and images. See Notes.
@@ -222,7 +227,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
     """
 
     # The network and its weights enter the key as the hash of the fitted
-    # module; freeze and tower_lr only shape the tower of output="pixels".
+    # module; freeze and tower_lr only shape the tower of output="pixels";
+    # base_dir enters the data key through the resolved paths.
     _cache_ignores = (
         "module",
         "weights",
@@ -231,6 +237,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "cache",
         "freeze",
         "tower_lr",
+        "base_dir",
     )
 
     _parameter_constraints = {
@@ -246,6 +253,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "tower_lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "base_dir": [str, os.PathLike, None],
         "device": [str, torch.device],
         "cache": ["boolean"],
     }
@@ -265,7 +273,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
         tower_lr=None,
         batch_size=16,
         n_jobs=None,
-        device="cpu",
+        base_dir=None,
+        device="auto",
         cache=True,
     ):
         self.module = module
@@ -280,6 +289,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         self.tower_lr = tower_lr
         self.batch_size = batch_size
         self.n_jobs = n_jobs
+        self.base_dir = base_dir
         self.device = device
         self.cache = cache
 
