@@ -5,6 +5,7 @@ from skmm._blocks import BlockSpec, ModalityBlocks
 from skmm._config import config_context, get_config, set_config
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
+from skmm.compose import make_multimodal_fusion, make_multimodal_pipeline
 from skmm.encoders import (
     AudioEncoder,
     CNNImageEncoder,
@@ -30,6 +31,8 @@ __all__ = [
     "TfidfTextEncoder",
     "config_context",
     "get_config",
+    "make_multimodal_fusion",
+    "make_multimodal_pipeline",
     "set_config",
 ]
 __version__ = "0.1.0.dev0"
