@@ -629,6 +629,11 @@ class _BaseFusionEstimator(BaseEstimator):
         -------
         H : ndarray of shape (n_samples, hidden_dim)
             The representation the heads read (not defined for late fusion).
+
+        See Also
+        --------
+        skmm.inspection.represent : the same from a fitted pipeline and its
+            raw input.
         """
         outputs = self._run(X, lambda module, Xb: module.represent(**Xb))
         return torch.cat(outputs).float().cpu().numpy()
@@ -646,6 +651,11 @@ class _BaseFusionEstimator(BaseEstimator):
         gates : DataFrame of shape (n_samples, n_modalities)
             The gate ``z_m`` averaged over the hidden units, one column per
             modality: how much each modality contributes to ``h`` for that row.
+
+        See Also
+        --------
+        skmm.inspection.gate_values : the same from a fitted pipeline and its
+            raw input.
         """
         check_is_fitted(self, "net_")
         if self.fusion != "gated":
