@@ -407,6 +407,7 @@ class _BaseFusionEstimator(BaseEstimator):
                 f"{list(self.block_specs_)}; pass the output of the same "
                 "MultimodalFusion, not a plain array."
             )
+        _check_no_raw_columns(self, X)
         X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32)
         blocks = ModalityBlocks({"X": X})
         if reset:
@@ -704,6 +705,23 @@ def _first_non_number(values):
         except (TypeError, ValueError):
             return row, column, value
     raise AssertionError("a block that failed to convert holds only numbers")
+
+
+def _check_no_raw_columns(estimator, X):
+    """Point a raw DataFrame (text, paths, categories) to a MultimodalFusion."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    for column, dtype in X.dtypes.items():
+        if not (
+            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+        ):
+            raise ValueError(
+                f"{type(estimator).__name__} reads numbers or the modality blocks "
+                f"of a MultimodalFusion, but column {column!r} holds {dtype} "
+                "values. Put a MultimodalFusion in front of it: "
+                "skmm.make_multimodal_pipeline(df, target=...) builds one, with "
+                "an encoder per column, from the DataFrame."
+            )
 
 
 def _check_finite_blocks(blocks):

@@ -77,3 +77,13 @@ def test_a_missing_value_in_an_object_regression_target_names_the_row():
     y = np.array(["1.5", "2.0", np.nan, "3.0"], dtype=object)
     with pytest.raises(ValueError, match="missing or infinite value at row 2"):
         FusionRegressor(**FAST).fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", [FusionClassifier, FusionRegressor])
+def test_a_raw_dataframe_points_to_make_multimodal_pipeline(frame, estimator):
+    y = np.arange(len(frame)) % 2
+
+    with pytest.raises(ValueError, match="column 'size'.*make_multimodal_pipeline"):
+        estimator(**FAST).fit(frame, y)
+    # Numbers only still fit directly.
+    estimator(**FAST).fit(frame[["x"]], y)
