@@ -16,8 +16,8 @@ The rules, applied to the non-missing values of each column:
 - **id**: an integer column whose values are all different and whose name
   says it is an identifier (``id``, ``house_id``, ``ClothingID``...), an
   integer column counting the rows (all different, in steps of one size,
-  like ``0, 1, 2, ...``), or strings without spaces, all different, in a
-  column of at least 20 rows (``"A-1043"``). Such a column names the row
+  like ``0, 1, 2, ...``), or strings without spaces, all different (``"A-1043"``);
+  the last two in columns of at least 20 rows only. Such a column names the row
   rather than describing it: it is dropped.
 - **categorical**: booleans, pandas categories, and strings with few
   distinct values or of a single word each (``"S"``, ``"M"``, ``"L"``, or
@@ -63,7 +63,9 @@ _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.)", re.IGNORECASE)
 _ID_NAME = re.compile(
     r"(?:^|[^a-zA-Z])(?:id|ID|Id)(?:$|[^a-z])|[a-z](?:ID|Id)(?:$|[^a-z])"
 )
-_MIN_ROWS_FOR_STRING_ID = 20
+# Fewer rows than this cannot tell a row counter or a column of codes that
+# never repeat from a short feature column.
+_MIN_ROWS_FOR_ID = 20
 
 
 def _looks_like_id_name(name):
@@ -110,7 +112,11 @@ def _numeric_kind(name, values):
             return "id", "integers named as an identifier, all different"
         return "categorical", "integers named as an identifier (a code that repeats)"
     steps = np.diff(values)
-    if n_unique == len(values) and len(values) >= 3 and np.all(steps == steps[0]):
+    if (
+        n_unique == len(values)
+        and len(values) >= _MIN_ROWS_FOR_ID
+        and np.all(steps == steps[0])
+    ):
         return "id", "integers counting the rows (all different, constant step)"
     return "numeric", "numbers"
 
@@ -129,11 +135,7 @@ def _string_kind(name, strings, max_categories, min_text_words):
             f"{n_unique} distinct strings of {mean_words:.1f} words on average"
         )
     single_words = bool(np.all(n_words <= 1))
-    if (
-        single_words
-        and n_unique == len(strings)
-        and len(strings) >= _MIN_ROWS_FOR_STRING_ID
-    ):
+    if single_words and n_unique == len(strings) and len(strings) >= _MIN_ROWS_FOR_ID:
         return "id", "single words, all different"
     return "categorical", f"{n_unique} distinct short strings"
 

@@ -53,10 +53,14 @@ def _default_encoder(modality, columns, *, base_dir, mixed):
     return encoder
 
 
-def _as_column_list(value, parameter, frame):
-    """The columns named by ``value`` (a name, a list or a selector)."""
+def _as_column_list(value, parameter, frame, excluded=()):
+    """The columns named by ``value`` (a name, a list or a selector).
+
+    A selector's columns leave out ``excluded`` (the targets); columns named
+    one by one are taken as they are.
+    """
     if callable(value):
-        value = value(frame)
+        value = [column for column in value(frame) if column not in excluded]
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         value = [value]
     columns = list(value)
@@ -117,9 +121,9 @@ def make_multimodal_fusion(
             callable or None, default="auto"
         The columns of each modality. ``"auto"`` takes those inferred; a
         column name, a list of names or a selector (a callable returning
-        names, such as :func:`text_columns`) fixes them, and a column named
-        for one modality is taken out of the others; ``None`` or ``[]``
-        leaves the modality out.
+        names, such as :func:`text_columns`, whose choice leaves out
+        ``exclude``) fixes them, and a column named for one modality is
+        taken out of the others; ``None`` or ``[]`` leaves the modality out.
     exclude : str or list of str, default=()
         Columns left out, such as the targets.
     base_dir : str or path-like, default=None
@@ -177,7 +181,9 @@ def make_multimodal_fusion(
     for modality, value in given.items():
         if isinstance(value, str) and value == "auto":
             continue
-        fixed[modality] = [] if value is None else _as_column_list(value, modality, X)
+        fixed[modality] = (
+            [] if value is None else _as_column_list(value, modality, X, excluded)
+        )
     claimed = {column for columns in fixed.values() for column in columns}
     chosen = {}
     for modality in MODALITIES:

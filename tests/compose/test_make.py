@@ -19,7 +19,7 @@ from skmm import (
     make_multimodal_fusion,
     make_multimodal_pipeline,
 )
-from skmm.compose import infer_task, text_columns
+from skmm.compose import infer_task, numeric_columns, text_columns
 
 FAST = dict(hidden_dim=16, max_epochs=5, batch_size=32, lr=1e-2, device="cpu")
 
@@ -108,6 +108,14 @@ def test_given_columns_override_inference_and_none_leaves_a_modality_out(tmp_pat
         "numeric": ["price"],
         "categorical": ["item_id", "size"],
     }
+    # A selector leaves out the targets; a column named by hand is taken.
+    model = make_multimodal_pipeline(df, target="score", numeric=numeric_columns())
+    assert model[0].transformers[-2][2] == ["price"]
+    fusion = make_multimodal_fusion(df, numeric=["price", "score"], exclude="score")
+    assert dict((n, c) for n, _, c in fusion.transformers)["numeric"] == [
+        "price",
+        "score",
+    ]
     with pytest.raises(ValueError, match=r"numeric=\['nope'\]: no such column"):
         make_multimodal_fusion(df, numeric=["nope"])
 
