@@ -92,8 +92,15 @@ def _rows_with_targets(frame, targets, path):
             f"every row of {str(path)!r} lacks a value of the target(s) {targets}."
         )
     if n_missing:
-        _progress(f"{n_missing} rows without a target value are left out")
-    return frame[present].reset_index(drop=True)
+        _progress(f"rows without a target value, left out: {n_missing}")
+    frame = frame[present].reset_index(drop=True)
+    for name in targets:
+        # A missing value made pandas read whole numbers as floats: read them
+        # back as integers, so that labels are 1, not 1.0, in every file.
+        values = frame[name]
+        if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
+            frame[name] = values.astype(np.int64)
+    return frame
 
 
 def _set_base_dir(pipeline, base_dir):
@@ -229,7 +236,10 @@ def _evaluate(args):
     for name in targets:
         y_true, pred = frame[name].to_numpy(), y_pred[name].to_numpy()
         if tasks[name] == "classification":
-            labels = np.unique(np.concatenate([y_true.astype(str), pred.astype(str)]))
+            if not (y_true.dtype.kind in "biuf" and pred.dtype.kind in "biuf"):
+                y_true, pred = y_true.astype(str), pred.astype(str)
+            labels = np.unique(np.concatenate([y_true, pred]))
+            # Binary: F1 of the last label in sorted order (1, "yes", True).
             average = "binary" if len(labels) <= 2 else "macro"
             positive = {} if average == "macro" else {"pos_label": labels[-1]}
             rows.append((name, "accuracy", accuracy_score(y_true, pred)))
@@ -237,12 +247,7 @@ def _evaluate(args):
                 (
                     name,
                     "f1" if average == "binary" else "f1_macro",
-                    f1_score(
-                        y_true.astype(str),
-                        pred.astype(str),
-                        average=average,
-                        **positive,
-                    ),
+                    f1_score(y_true, pred, average=average, **positive),
                 )
             )
         else:

@@ -52,6 +52,16 @@ def _write_data(folder, n, seed):
     return frame
 
 
+def _write_binary_data(folder):
+    """Whole-number labels with a missing one: pandas reads them as floats."""
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=40)
+    label = (x > 0).astype(float)
+    label[3] = np.nan
+    frame = pd.DataFrame({"x": x, "noise": rng.normal(size=40), "label": label})
+    frame.to_csv(folder / "binary.csv", index=False)
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A multi-task model fitted by ``skmm fit``, and a test folder."""
@@ -93,6 +103,7 @@ def test_fit_reports_progress_on_stderr_and_saves_a_multitask_model(fitted):
     assert type(estimator).__name__ == "FusionMultiTask"
     assert estimator.fusion == "gated"
     assert estimator.n_iter_ <= 20
+    assert "rows without a target value" not in result.stderr
 
 
 def test_predict_writes_one_column_per_target_and_probabilities(fitted):
@@ -135,6 +146,21 @@ def test_evaluate_prints_metrics_per_target(fitted):
     }
     assert metrics["liked", "accuracy"] >= 0.8
     assert metrics["score", "r2"] > 0.5
+
+
+def test_missing_targets_are_left_out_and_labels_stay_integers(tmp_path):
+    _write_binary_data(tmp_path)
+    model = tmp_path / "binary.joblib"
+
+    assert (
+        main(["fit", str(tmp_path / "binary.csv"), "-t", "label", "-o", str(model)])
+        == 0
+    )
+    saved = joblib.load(model)
+
+    assert saved["tasks"] == {"label": "classification"}
+    assert list(saved["pipeline"][-1].classes_) == [0, 1]
+    assert saved["pipeline"][-1].n_features_in_ == 2
 
 
 def test_an_error_is_one_line_with_a_nonzero_status(fitted):
