@@ -103,13 +103,26 @@ def _rows_with_targets(frame, targets, path):
     return frame
 
 
+def _encoders(pipeline, fitted):
+    """The encoders of the fusion step(s), pipelines opened up."""
+    attribute = "transformers_" if fitted else "transformers"
+    for step in pipeline if isinstance(pipeline, Pipeline) else [pipeline]:
+        for _, encoder, _ in getattr(step, attribute, []):
+            yield from encoder if isinstance(encoder, Pipeline) else [encoder]
+
+
 def _set_base_dir(pipeline, base_dir):
     """Point the path-reading encoders of a fitted pipeline at ``base_dir``."""
-    for step in pipeline if isinstance(pipeline, Pipeline) else [pipeline]:
-        for _, encoder, _ in getattr(step, "transformers_", []):
-            for part in encoder if isinstance(encoder, Pipeline) else [encoder]:
-                if "base_dir" in getattr(part, "get_params", dict)():
-                    part.set_params(base_dir=base_dir)
+    for encoder in _encoders(pipeline, fitted=True):
+        if "base_dir" in getattr(encoder, "get_params", dict)():
+            encoder.set_params(base_dir=base_dir)
+
+
+def _set_progress(pipeline, verbose, fitted):
+    """Switch the progress output of every step that has one on or off."""
+    for step in [*pipeline, *_encoders(pipeline, fitted)]:
+        if "verbose" in getattr(step, "get_params", dict)(deep=False):
+            step.set_params(verbose=verbose)
 
 
 def _fit(args):
@@ -127,7 +140,7 @@ def _fit(args):
         verbose=1,
     )
     estimator = pipeline[-1]
-    params = {"verbose": 1}
+    params = {}
     if args.fusion is not None:
         params["fusion"] = args.fusion
     if args.max_epochs is not None:
@@ -135,11 +148,14 @@ def _fit(args):
     estimator.set_params(**params)
     _progress(f"fitting {estimator!r}")
     y = frame[targets[0]] if len(targets) == 1 else frame[targets]
-    # The estimator's per-epoch log is progress: it goes to standard error,
-    # which keeps standard output for results.
+    _set_progress(pipeline, 1, fitted=False)
+    # The encoders' and the estimator's logs are progress: they go to
+    # standard error, which keeps standard output for results.
     with contextlib.redirect_stdout(sys.stderr), config_context(verbose=1):
         pipeline.fit(frame, y)
-    estimator.set_params(verbose=0)
+    # The saved model is quiet, as one built in Python.
+    _set_progress(pipeline, 0, fitted=False)
+    _set_progress(pipeline, 0, fitted=True)
     kinds = getattr(estimator, "tasks_", None) or {
         targets[0]: "classification" if hasattr(estimator, "classes_") else "regression"
     }

@@ -104,6 +104,9 @@ def test_fit_reports_progress_on_stderr_and_saves_a_multitask_model(fitted):
     assert estimator.fusion == "gated"
     assert estimator.n_iter_ <= 20
     assert "rows without a target value" not in result.stderr
+    # Progress of the encoders too; the saved model is quiet.
+    assert "Processing image" in result.stderr
+    assert estimator.verbose == 0 == saved["pipeline"][0].verbose
 
 
 def test_predict_writes_one_column_per_target_and_probabilities(fitted):
