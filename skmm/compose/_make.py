@@ -73,11 +73,6 @@ def _as_column_list(value, parameter, frame, excluded=()):
     return columns
 
 
-def _report(message, verbose):
-    if verbose:
-        print(message, file=sys.stderr, flush=True)
-
-
 def make_multimodal_fusion(
     X,
     *,
@@ -195,11 +190,7 @@ def make_multimodal_fusion(
                 for column, kind in types["kind"].items()
                 if kind == modality and column not in claimed | excluded
             ]
-    mixed = {
-        column
-        for column, reason in types["reason"].items()
-        if reason.startswith("numbers and strings")
-    }
+    mixed = {column for column in chosen["categorical"] if _mixes_types(X[column])}
     transformers = [
         (
             modality,
@@ -222,16 +213,31 @@ def make_multimodal_fusion(
         )
     verbose = get_config()["verbose"] if verbose is None else verbose
     if verbose:
-        used = {column for _, _, columns in transformers for column in columns}
-        for column, (kind, reason) in types.iterrows():
-            if column in excluded:
-                _report(f"[skmm] {column!r}: excluded", verbose)
-            elif column in used:
-                modality = next(m for m, _, cols in transformers if column in cols)
-                _report(f"[skmm] {column!r}: {modality} ({reason})", verbose)
-            else:
-                _report(f"[skmm] {column!r}: left out, {kind} ({reason})", verbose)
+        _report_choices(types, transformers, claimed, excluded)
     return MultimodalFusion(transformers)
+
+
+def _mixes_types(column):
+    """Whether a column holds strings beside values of other types."""
+    values = [value for value in column.tolist() if not is_missing(value)]
+    n_strings = sum(isinstance(value, str) for value in values)
+    return 0 < n_strings < len(values)
+
+
+def _report_choices(types, transformers, claimed, excluded):
+    """Print, to standard error, what each column became and why."""
+    modality_of = {
+        column: name for name, _, columns in transformers for column in columns
+    }
+    for column, (kind, reason) in types.iterrows():
+        if column in modality_of:
+            why = "given" if column in claimed else reason
+            message = f"{modality_of[column]} ({why})"
+        elif column in excluded:
+            message = "excluded"
+        else:
+            message = f"left out, {kind} ({reason})"
+        print(f"[skmm] {column!r}: {message}", file=sys.stderr, flush=True)
 
 
 def infer_task(y):

@@ -136,11 +136,13 @@ def test_encoders_can_be_changed_with_set_params(tmp_path):
 def test_verbose_reports_each_column(tmp_path, capsys):
     df = _frame(tmp_path)
 
-    make_multimodal_fusion(df, exclude="score", verbose=1)
+    make_multimodal_fusion(df, exclude="score", categorical=["size"], verbose=1)
 
     err = capsys.readouterr().err
     assert "'item_id': left out, id" in err
-    assert "'review': text" in err
+    assert "'review': text (strings of" in err
+    assert "'size': categorical (given)" in err
+    assert "'store': left out" in err
     assert "'score': excluded" in err
 
 
