@@ -6,6 +6,7 @@ from skmm._config import config_context, get_config, set_config
 from skmm._estimators import FusionClassifier, FusionMultiTask, FusionRegressor
 from skmm._fusion import MultimodalFusion
 from skmm._persistence import TRUSTED_TYPES, load, save
+from skmm.compose import make_multimodal_fusion, make_multimodal_pipeline
 from skmm.encoders import (
     AudioEncoder,
     CNNImageEncoder,
@@ -34,6 +35,8 @@ __all__ = [
     "get_config",
     "load",
     "save",
+    "make_multimodal_fusion",
+    "make_multimodal_pipeline",
     "set_config",
 ]
 __version__ = "0.1.0.dev0"

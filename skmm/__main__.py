@@ -1,8 +1,8 @@
-"""Command line: ``python -m skmm demo [--data-home PATH]``."""
+"""Command line: ``python -m skmm {fit,predict,evaluate,demo}``; see skmm._cli."""
 
 import sys
 
-from skmm._demo import main
+from skmm._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -121,9 +121,10 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         Learning rate of Adam.
     weight_decay : float, default=0.0
         Weight decay (L2 penalty) of Adam.
-    device : str or torch.device, default="cpu"
+    device : str or torch.device, default="auto"
         Device the projections are trained on: ``"cpu"``, ``"cuda"``,
-        ``"cuda:N"``, or ``"auto"`` for a GPU when one is visible. The fitted
+        ``"cuda:N"``, or ``"auto"`` (resolved in :term:`fit`, as for the
+        fusion estimators) for a GPU when one is visible. The fitted
         projections are kept on the CPU, where :meth:`transform` runs.
     verbose : int, default=0
         Report the training loss of each epoch on stderr. 0 follows
@@ -209,7 +210,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         batch_size=128,
         lr=1e-2,
         weight_decay=0.0,
-        device="cpu",
+        device="auto",
         verbose=0,
         random_state=None,
     ):

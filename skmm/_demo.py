@@ -6,7 +6,6 @@ single modality, prints a table and saves the best pipeline with joblib. With
 ``--data-home`` it also runs on the real datasets found there.
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from skmm.datasets import (
 )
 from skmm.encoders import CNNImageEncoder, TfidfTextEncoder
 
-__all__ = ["main", "run_houses", "run_reviews", "run_synthetic"]
+__all__ = ["run_houses", "run_reviews", "run_synthetic"]
 
 STRATEGIES = ["concat", "late", "gated", "attention"]
 
@@ -213,31 +212,3 @@ def run_reviews(data_home, output_dir, n_samples=3000, random_state=0):
     print(_table(rows, ["model", "CV accuracy", "fit time (s)"]))
     joblib.dump(best, Path(output_dir) / "reviews_best.joblib")
     return rows
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m skmm")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="grid-search the fusion strategies")
-    demo.add_argument(
-        "--data-home",
-        type=Path,
-        default=None,
-        help="folder with the real datasets (e.g. ../shared/data)",
-    )
-    demo.add_argument(
-        "--output",
-        type=Path,
-        default=Path("skmm_demo_output"),
-        help="where the best pipelines are saved",
-    )
-    demo.add_argument("--n-samples", type=int, default=600)
-    args = parser.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
-    run_synthetic(args.output, n_samples=args.n_samples)
-    if args.data_home is not None:
-        print()
-        run_reviews(args.data_home, args.output)
-        print()
-        run_houses(args.data_home, args.output)
-    return 0

@@ -643,6 +643,11 @@ class _BaseFusionEstimator(BaseEstimator):
         -------
         H : ndarray of shape (n_samples, hidden_dim)
             The representation the heads read (not defined for late fusion).
+
+        See Also
+        --------
+        skmm.inspection.represent : the same from a fitted pipeline and its
+            raw input.
         """
         outputs = self._run(X, lambda module, Xb: module.represent(**Xb))
         return torch.cat(outputs).float().cpu().numpy()
@@ -660,6 +665,11 @@ class _BaseFusionEstimator(BaseEstimator):
         gates : DataFrame of shape (n_samples, n_modalities)
             The gate ``z_m`` averaged over the hidden units, one column per
             modality: how much each modality contributes to ``h`` for that row.
+
+        See Also
+        --------
+        skmm.inspection.gate_values : the same from a fitted pipeline and its
+            raw input.
         """
         check_is_fitted(self, "net_")
         if self.fusion != "gated":
@@ -705,7 +715,9 @@ _PUT_A_FUSION_FIRST = (
     "one numeric matrix. Put a MultimodalFusion in front of it, with an "
     'encoder per column, e.g. make_pipeline(MultimodalFusion([("text", '
     'TfidfTextEncoder(), "text"), ("image", CNNImageEncoder(), '
-    '"image"), ("numeric", StandardScaler(), ["age"])]), {name}())'
+    '"image"), ("numeric", StandardScaler(), ["age"])]), {name}()), or let '
+    "skmm.make_multimodal_pipeline(df, target=...) build one from the "
+    "DataFrame's columns"
 )
 
 

@@ -13,7 +13,12 @@ from sklearn.utils.validation import check_is_fitted
 from skmm._blocks import ModalityBlocks
 from skmm._fusion import MultimodalFusion
 
-__all__ = ["ModalityImportanceDisplay", "modality_importance"]
+__all__ = [
+    "ModalityImportanceDisplay",
+    "gate_values",
+    "modality_importance",
+    "represent",
+]
 
 
 def _blocks_and_model(estimator, X):
@@ -53,6 +58,126 @@ def _blocks_and_model(estimator, X):
             f"{type(X).__name__}."
         )
     return X, estimator
+
+
+def _run_final_step(estimator, X, method):
+    """``method`` of the last step, on ``X`` transformed by the steps before."""
+    if isinstance(estimator, Pipeline):
+        final = estimator[-1]
+        if not hasattr(final, method):
+            raise TypeError(
+                f"{method} needs a pipeline that ends with a fusion estimator "
+                "(FusionClassifier, FusionRegressor or FusionMultiTask), got a "
+                f"last step {type(final).__name__}."
+            )
+        check_is_fitted(estimator)
+        if len(estimator) > 1:
+            X = estimator[:-1].transform(X)
+        return getattr(final, method)(X)
+    if not hasattr(estimator, method):
+        raise TypeError(
+            f"{method} needs a fitted fusion estimator, or a pipeline that ends "
+            f"with one, got {type(estimator).__name__}."
+        )
+    return getattr(estimator, method)(X)
+
+
+def represent(estimator, X):
+    """The shared fused representation ``h`` of each row of ``X``.
+
+    The input goes through the steps of the pipeline before its last one
+    (the :class:`~skmm.MultimodalFusion`), then the fusion estimator at its
+    end gives the representation its heads read: the same as
+    ``model[-1].represent(model[:-1].transform(X))``.
+
+    Parameters
+    ----------
+    estimator : Pipeline or fusion estimator
+        A fitted pipeline ending with a :class:`~skmm.FusionClassifier`,
+        :class:`~skmm.FusionRegressor` or :class:`~skmm.FusionMultiTask`, or
+        such an estimator alone (``X`` then being its modality blocks).
+    X : DataFrame, dict, list of dict or ModalityBlocks
+        The pipeline's input: a DataFrame, one row as a dict or a list of
+        dict rows.
+
+    Returns
+    -------
+    H : ndarray of shape (n_samples, hidden_dim)
+        One representation per row (not defined for ``fusion="late"``).
+
+    See Also
+    --------
+    gate_values : the gates of each modality, for ``fusion="gated"``.
+    FusionClassifier.represent : the same on modality blocks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmm import FusionClassifier, MultimodalFusion
+    >>> from skmm.inspection import represent
+    >>> rng = np.random.RandomState(0)
+    >>> X = pd.DataFrame(rng.normal(size=(100, 2)), columns=["a", "b"])
+    >>> y = (X["a"] > 0).astype(int)
+    >>> fusion = MultimodalFusion([("first", StandardScaler(), ["a"]),
+    ...                            ("second", StandardScaler(), ["b"])])
+    >>> model = make_pipeline(fusion, FusionClassifier(
+    ...     hidden_dim=8, max_epochs=5, device="cpu", random_state=0)).fit(X, y)
+    >>> represent(model, {"a": 0.5, "b": -1.0}).shape
+    (1, 8)
+    """
+    return _run_final_step(estimator, X, "represent")
+
+
+def gate_values(estimator, X):
+    """The per-row GMU gate of each modality, for ``fusion="gated"``.
+
+    The input goes through the steps of the pipeline before its last one,
+    then the gated fusion estimator at its end gives its gates: the same as
+    ``model[-1].gate_values(model[:-1].transform(X))``.
+
+    Parameters
+    ----------
+    estimator : Pipeline or fusion estimator
+        A fitted pipeline ending with a fusion estimator with
+        ``fusion="gated"``, or such an estimator alone (``X`` then being its
+        modality blocks).
+    X : DataFrame, dict, list of dict or ModalityBlocks
+        The pipeline's input: a DataFrame, one row as a dict or a list of
+        dict rows.
+
+    Returns
+    -------
+    gates : DataFrame of shape (n_samples, n_modalities)
+        The gate ``z_m`` averaged over the hidden units, one column per
+        modality: how much each modality contributes to ``h`` for that row.
+
+    See Also
+    --------
+    represent : the fused representation itself.
+    modality_importance : the gates' mean and spread beside the importances.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmm import FusionClassifier, MultimodalFusion
+    >>> from skmm.inspection import gate_values
+    >>> rng = np.random.RandomState(0)
+    >>> X = pd.DataFrame(rng.normal(size=(100, 2)), columns=["a", "b"])
+    >>> y = (X["a"] > 0).astype(int)
+    >>> fusion = MultimodalFusion([("first", StandardScaler(), ["a"]),
+    ...                            ("second", StandardScaler(), ["b"])])
+    >>> model = make_pipeline(fusion, FusionClassifier(
+    ...     fusion="gated", max_epochs=5, device="cpu", random_state=0)).fit(X, y)
+    >>> list(gate_values(model, X.head(3)).columns)
+    ['first', 'second']
+    """
+    return _run_final_step(estimator, X, "gate_values")
 
 
 def _gate_statistics(model, blocks):

@@ -204,10 +204,11 @@ CASES = {
         ValueError,
         r"Training diverged.*lower lr.*modality 'X'",
     ),
-    "an unreadable image file": (
+    "a missing image file": (
         lambda: _fit(_image_encoder(), _image_column("/nonexistent/cat.png")),
         ValueError,
-        r"Cannot read the image file '/nonexistent/cat.png' \(column 'photo', row 0\)",
+        r"The image file '/nonexistent/cat.png' \(column 'photo', row 0\) does not "
+        r"exist",
     ),
     "a NaN pixel in an image array": (
         lambda: _fit(
@@ -294,3 +295,13 @@ def test_bad_input_gets_a_named_error(case):
     make_call, exception, words = CASES[case]
     with pytest.raises(exception, match=words):
         make_call()()
+
+
+@pytest.mark.parametrize("estimator", [FusionClassifier, FusionRegressor])
+def test_a_raw_dataframe_points_to_make_multimodal_pipeline(frame, estimator):
+    y = np.arange(len(frame)) % 2
+
+    with pytest.raises(ValueError, match="column 'size'.*make_multimodal_pipeline"):
+        estimator(**FAST).fit(frame, y)
+    # Numbers only still fit directly.
+    estimator(**FAST).fit(frame[["x"]], y)

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from skmm import FusionClassifier, FusionRegressor, ModalityBlocks
+from skmm import (
+    CNNImageEncoder,
+    CrossModalAligner,
+    FusionClassifier,
+    FusionMultiTask,
+    FusionRegressor,
+    ModalityBlocks,
+    PretrainedImageEncoder,
+    SentenceTextEncoder,
+)
+from skmm.utils._device import resolve_device
 
 N_TRAIN = 600
 
@@ -99,3 +109,36 @@ def test_early_stopping_can_be_forced_either_way():
     assert "valid_loss" not in off.fit(X, y).net_.history[-1]
     on = FusionRegressor(max_epochs=3, early_stopping=True, device="cpu")
     assert "valid_loss" in on.fit(X[:100], y[:100]).net_.history[-1]
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        CNNImageEncoder(),
+        PretrainedImageEncoder(),
+        SentenceTextEncoder(),
+        CrossModalAligner(),
+        FusionClassifier(),
+        FusionRegressor(),
+        FusionMultiTask(tasks={"y": "regression"}),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_every_torch_estimator_defaults_to_the_same_auto_device(estimator):
+    assert estimator.get_params()["device"] == "auto"
+
+
+def test_auto_device_of_an_encoder_resolves_in_fit_as_for_an_estimator():
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (8, 64)).astype(np.uint8)
+    expected = resolve_device("auto").type
+
+    encoder = CNNImageEncoder(image_size=8, channels=(4,), max_epochs=1)
+    encoder.fit(images, np.arange(8) % 2)
+    estimator = FusionClassifier(max_epochs=1).fit(rng.normal(size=(8, 3)), [0, 1] * 4)
+
+    # Both ran where "auto" resolves; the encoder keeps its fitted network on
+    # the CPU, so that it predicts on a machine without a GPU.
+    assert estimator.net_.device == expected
+    assert encoder.get_params()["device"] == estimator.get_params()["device"]
+    assert next(encoder.cnn_.parameters()).device.type == "cpu"

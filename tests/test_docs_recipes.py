@@ -41,3 +41,24 @@ def test_stacking_with_gradient_boosting_recipe():
     chance = np.bincount(y_test).max() / len(y_test)
     assert namespace["stack_score"] == pytest.approx(np.mean(y_pred == y_test))
     assert namespace["stack_score"] > chance + 0.1
+
+
+def test_one_line_recipe(capsys):
+    X, y = make_multimodal_classification(n_samples=120, random_state=0)
+    code = _recipe("one-line").replace(
+        'fusionclassifier__fusion="gated"',
+        'fusionclassifier__fusion="gated", fusionclassifier__max_epochs=3',
+    )
+    namespace = {"X": X, "y": y}
+    exec(compile(code, str(USER_GUIDE), "exec"), namespace)
+
+    model = namespace["model"]
+    assert [name for name, _, _ in model[0].transformers] == [
+        "text",
+        "image",
+        "numeric",
+        "categorical",
+    ]
+    assert type(model[-1]).__name__ == "FusionClassifier"
+    assert set(model.predict(X.head())) <= set(np.unique(y))
+    assert "arrays of rank 2" in capsys.readouterr().out

@@ -7,7 +7,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skmm import FusionClassifier, MultimodalFusion
-from skmm.inspection import ModalityImportanceDisplay, modality_importance
+from skmm.inspection import (
+    ModalityImportanceDisplay,
+    gate_values,
+    modality_importance,
+    represent,
+)
 
 FAST = dict(hidden_dim=8, max_epochs=15, lr=1e-2, device="cpu", random_state=0)
 
@@ -182,3 +187,35 @@ def test_display_draws_a_bar_per_modality(data):
     assert "Decrease in accuracy" in ax.get_xlabel()
     assert "baseline accuracy" in ax.get_xlabel()
     plt.close("all")
+
+
+def test_represent_and_gate_values_from_a_fitted_pipeline(fusion_model, data):
+    X, _ = data
+    blocks = fusion_model[0].transform(X)
+    final = fusion_model[-1]
+
+    np.testing.assert_allclose(represent(fusion_model, X), final.represent(blocks))
+    np.testing.assert_allclose(represent(final, blocks), final.represent(blocks))
+    row = X.iloc[3].to_dict()
+    np.testing.assert_allclose(
+        represent(fusion_model, row)[0], final.represent(blocks)[3], rtol=1e-5
+    )
+    if final.fusion == "gated":
+        gates = gate_values(fusion_model, X)
+        pd.testing.assert_frame_equal(gates, final.gate_values(blocks))
+        assert list(gates.columns) == ["signal", "noise"]
+        rows = [X.iloc[0].to_dict(), X.iloc[1].to_dict()]
+        assert gate_values(fusion_model, rows).shape == (2, 2)
+    else:
+        with pytest.raises(ValueError, match="needs fusion='gated'"):
+            gate_values(fusion_model, X)
+
+
+def test_represent_needs_a_fusion_estimator_at_the_end(data):
+    X, y = data
+    classic = make_pipeline(_fusion(), LogisticRegression()).fit(X, y)
+
+    with pytest.raises(TypeError, match="last step LogisticRegression"):
+        represent(classic, X)
+    with pytest.raises(TypeError, match="got LogisticRegression"):
+        gate_values(LogisticRegression(), X)

@@ -25,7 +25,12 @@ from skmm.utils._sklearn_compat import (
     _check_feature_names_in,
     _fit_context,
 )
-from skmm.utils._validation import check_column_block, is_missing
+from skmm.utils._validation import (
+    check_column_block,
+    is_missing,
+    relative_path_hint,
+    resolve_paths,
+)
 
 __all__ = ["AudioEncoder"]
 
@@ -97,6 +102,11 @@ def _array_to_float(wave):
 def _read_wav(path, sample_rate, column, row):
     try:
         rate, data = wavfile.read(path)
+    except FileNotFoundError as exc:
+        raise ValueError(
+            f"The WAV file {os.fspath(path)!r} in {_where(column, row)} does not "
+            f"exist.{relative_path_hint(os.fspath(path))}"
+        ) from exc
     except (OSError, ValueError, EOFError, struct.error) as exc:
         raise ValueError(
             f"AudioEncoder could not read the WAV file {os.fspath(path)!r} in "
@@ -259,6 +269,10 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         Report the clips encoded on stderr (a progress bar if tqdm is
         installed). 0 follows ``skmm.get_config()["verbose"]``.
+    base_dir : str or path-like, default=None
+        Folder that relative WAV paths are read from, such as the folder of
+        the CSV file that lists them. ``None`` reads them from the working
+        folder. Absolute paths and waveforms are kept as they are.
 
     Attributes
     ----------
@@ -300,6 +314,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         "normalize": ["boolean"],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
+        "base_dir": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -314,6 +329,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         normalize=True,
         n_jobs=None,
         verbose=0,
+        base_dir=None,
     ):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
@@ -324,6 +340,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         self.normalize = normalize
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.base_dir = base_dir
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -377,6 +394,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, columns = check_column_block(self, X, reset=False)
+        X = resolve_paths(X, self.base_dir)
         kind = _input_kind(X)
         if kind != self.input_kind_:
             raise ValueError(
@@ -423,6 +441,7 @@ class AudioEncoder(TransformerMixin, BaseEstimator):
 
     def _fit(self, X):
         X, columns = check_column_block(self, X, reset=True)
+        X = resolve_paths(X, self.base_dir)
         self.input_kind_ = _input_kind(X)
         features, present = self._encode(X, columns, self.input_kind_)
         if self.normalize:

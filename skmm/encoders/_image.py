@@ -1,6 +1,7 @@
 """CNN image encoder: image columns -> pooled convolutional features or pixels."""
 
 import copy
+import os
 from functools import partial
 from numbers import Integral, Real
 
@@ -130,14 +131,19 @@ class CNNImageEncoder(BaseImageEncoder):
         Worker processes decoding and resizing image files, in chunks, while
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
+    base_dir : str or path-like, default=None
+        Folder that relative image paths are read from, such as the folder
+        of the CSV file that lists them. ``None`` reads them from the
+        working folder. Absolute paths and other cells are kept as they are.
     verbose : int, default=0
         Report progress on stderr: the rows encoded (a progress bar if tqdm
         is installed) and the training loss per epoch. 0 follows
         ``skmm.get_config()["verbose"]``.
-    device : str or torch.device, default="cpu"
+    device : str or torch.device, default="auto"
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
-        ``"auto"`` for a GPU when there is one. The fitted network is always
-        stored on the CPU.
+        ``"auto"`` for a GPU when there is one, resolved in :term:`fit` as
+        for the fusion estimators. The fitted network is always stored on
+        the CPU.
     random_state : int, RandomState instance or None, default=0
         Seeds the network's initial weights, and the shuffling and
         augmentation of training, without touching the global seeds. The
@@ -225,7 +231,15 @@ class CNNImageEncoder(BaseImageEncoder):
 
     _feature_name = "cnn"
     # random_state enters the key of the fitted state as the seed it yields.
-    _cache_ignores = ("n_jobs", "verbose", "device", "cache", "random_state")
+    # base_dir enters the cache keys through the resolved paths instead.
+    _cache_ignores = (
+        "n_jobs",
+        "verbose",
+        "device",
+        "cache",
+        "random_state",
+        "base_dir",
+    )
 
     _parameter_constraints = {
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple],
@@ -239,6 +253,7 @@ class CNNImageEncoder(BaseImageEncoder):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "augment": ["boolean"],
         "n_jobs": [Integral, None],
+        "base_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -259,8 +274,9 @@ class CNNImageEncoder(BaseImageEncoder):
         lr=1e-3,
         augment=False,
         n_jobs=None,
+        base_dir=None,
         verbose=0,
-        device="cpu",
+        device="auto",
         random_state=0,
         cache=True,
     ):
@@ -275,6 +291,7 @@ class CNNImageEncoder(BaseImageEncoder):
         self.lr = lr
         self.augment = augment
         self.n_jobs = n_jobs
+        self.base_dir = base_dir
         self.verbose = verbose
         self.device = device
         self.random_state = random_state

@@ -42,7 +42,7 @@ from skmm.utils._cache import block_key, cached, params_key
 from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._progress import effective_verbose, report, track
 from skmm.utils._sklearn_compat import _check_feature_names_in
-from skmm.utils._validation import check_column_block
+from skmm.utils._validation import check_column_block, resolve_paths
 
 __all__ = ["BaseImageEncoder"]
 
@@ -82,6 +82,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, columns = check_column_block(self, X, reset=False)
+        X = resolve_paths(X, self.base_dir)
         if block_holds_numbers(X) != (self.input_shape_ is not None):
             fitted = "image cells" if self.input_shape_ is None else "numbers"
             raise ValueError(
@@ -205,6 +206,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         ``image_shape_``; returns the checked block and its column names.
         """
         X, columns = check_column_block(self, X, reset=True)
+        X = resolve_paths(X, self.base_dir)
         self.input_shape_ = (
             resolve_input_shape(X.shape[1], self.input_shape, X)
             if block_holds_numbers(X)

@@ -24,7 +24,7 @@ from numbers import Integral, Real
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from skmm.utils._validation import is_missing
+from skmm.utils._validation import is_missing, relative_path_hint
 
 __all__ = [
     "IMAGE_MODES",
@@ -268,6 +268,11 @@ def _open_file(source, mode, size, column, row):
             return _to_8bit(_upright(im)).convert(mode)
     # Pillow's format plugins signal truncated or corrupt data with OSError,
     # ValueError, SyntaxError, struct errors or DecompressionBombError alike.
+    except FileNotFoundError as exc:
+        raise ValueError(
+            f"The image file {name!r} ({_cell_name(column, row)}) does not "
+            f"exist.{relative_path_hint(name)}"
+        ) from exc
     except Exception as exc:
         raise ValueError(
             f"Cannot read the image file {name!r} ({_cell_name(column, row)}): "

@@ -133,11 +133,16 @@ class PretrainedImageEncoder(BaseImageEncoder):
     verbose : int, default=0
         Report progress on stderr: the rows encoded (a progress bar if tqdm
         is installed). 0 follows ``skmm.get_config()["verbose"]``.
-    device : str or torch.device, default="cpu"
+    base_dir : str or path-like, default=None
+        Folder that relative image paths are read from, such as the folder
+        of the CSV file that lists them. ``None`` reads them from the
+        working folder. Absolute paths and other cells are kept as they are.
+    device : str or torch.device, default="auto"
         Where the network runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
-        ``"auto"`` for a GPU when there is one. The fitted network is always
-        stored on the CPU, and an encoder fitted on a GPU transforms on the
-        CPU where there is none.
+        ``"auto"`` for a GPU when there is one, resolved in :term:`fit` as
+        for the fusion estimators. The fitted network is always stored on
+        the CPU, and an encoder fitted on a GPU transforms on the CPU where
+        there is none.
     cache : bool, default=True
         Reuse the output computed earlier in this process for the same
         network, weights, parameters and images. See Notes.
@@ -225,7 +230,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
     """
 
     # The network and its weights enter the key as the hash of the fitted
-    # module; freeze and tower_lr only shape the tower of output="pixels".
+    # module; freeze and tower_lr only shape the tower of output="pixels";
+    # base_dir enters the data key through the resolved paths.
     _cache_ignores = (
         "module",
         "weights",
@@ -235,6 +241,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "cache",
         "freeze",
         "tower_lr",
+        "base_dir",
     )
 
     _parameter_constraints = {
@@ -251,6 +258,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
+        "base_dir": [str, os.PathLike, None],
         "device": [str, torch.device],
         "cache": ["boolean"],
     }
@@ -271,7 +279,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
         batch_size=16,
         n_jobs=None,
         verbose=0,
-        device="cpu",
+        base_dir=None,
+        device="auto",
         cache=True,
     ):
         self.module = module
@@ -287,6 +296,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.base_dir = base_dir
         self.device = device
         self.cache = cache
 

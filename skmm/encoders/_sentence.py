@@ -234,10 +234,11 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         similarities. Empty texts stay all-zero. Models that end with a
         normalisation layer (all-MiniLM-L6-v2 does) return unit vectors
         either way.
-    device : str or torch.device, default="cpu"
+    device : str or torch.device, default="auto"
         Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
-        ``"auto"`` for a GPU when there is one. An encoder fitted on a GPU
-        transforms on the CPU where there is none.
+        ``"auto"`` for a GPU when there is one, resolved in :term:`fit` as
+        for the fusion estimators. An encoder fitted on a GPU transforms on
+        the CPU where there is none.
     verbose : int, default=0
         Show progress bars on stderr while loading the model and encoding
         texts (batches of distinct texts). 0 follows
@@ -356,7 +357,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         model=None,
         batch_size=64,
         normalize_embeddings=True,
-        device="cpu",
+        device="auto",
         verbose=0,
         keep_model_in_pickle=False,
         cache=True,

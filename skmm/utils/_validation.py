@@ -1,10 +1,12 @@
 """Input validation shared by the encoders and estimators."""
 
+import os
+
 import numpy as np
 
 from skmm.utils._sklearn_compat import validate_data
 
-__all__ = ["check_column_block", "is_missing"]
+__all__ = ["check_column_block", "is_missing", "relative_path_hint", "resolve_paths"]
 
 
 def check_column_block(estimator, X, *, reset, dtype=None):
@@ -67,3 +69,33 @@ def is_missing(value):
         return value is pd.NA or value is pd.NaT
     except ImportError:  # pragma: no cover
         return False
+
+
+def resolve_paths(X, base_dir):
+    """Return the block ``X`` with its relative file paths joined to ``base_dir``.
+
+    Only the cells that are paths (``str`` or path-like) and relative change;
+    absolute paths, arrays, images and missing cells are kept. With
+    ``base_dir=None``, or a block of numbers, ``X`` itself is returned.
+    """
+    if base_dir is None or X.dtype != object:
+        return X
+    base = os.path.expanduser(os.fspath(base_dir))
+    resolved = None
+    for index, value in np.ndenumerate(X):
+        if isinstance(value, (str, os.PathLike)) and not os.path.isabs(value):
+            if resolved is None:
+                resolved = X.copy()
+            resolved[index] = os.path.join(base, os.fspath(value))
+    return X if resolved is None else resolved
+
+
+def relative_path_hint(path):
+    """What to do about a relative ``path`` that was not found; "" otherwise."""
+    if os.path.isabs(path):
+        return ""
+    return (
+        f" Relative paths are read from the working folder {os.getcwd()!r}: pass "
+        "base_dir, the folder they are relative to, to the encoder (or to "
+        "make_multimodal_fusion)."
+    )

@@ -257,3 +257,24 @@ def test_spoken_digits_accuracy(data_home):
 
     # Reference in ../shared/data/README.md: 0.907 with a log-STFT baseline.
     assert model.score(X[test], digit[test]) >= 0.9
+
+
+def test_base_dir_resolves_relative_paths(tmp_path, monkeypatch):
+    wavfile.write(tmp_path / "a.wav", RATE, _tone(440).astype(np.float32))
+    wavfile.write(tmp_path / "b.wav", RATE, _tone(880).astype(np.float32))
+    absolute = _column([str(tmp_path / "a.wav"), tmp_path / "b.wav", None])
+    expected = AudioEncoder(**FAST).fit_transform(absolute)
+
+    monkeypatch.chdir(tmp_path.parent)
+    encoder = AudioEncoder(base_dir=tmp_path, **FAST)
+    relative = _column(["a.wav", Path("b.wav"), None])
+    np.testing.assert_allclose(encoder.fit_transform(relative), expected)
+    np.testing.assert_allclose(encoder.transform(absolute), expected)
+
+    with pytest.raises(ValueError) as exc_info:
+        encoder.fit(_column(["a.wav", "absent.wav"], name="clip"))
+    message = str(exc_info.value)
+    assert repr(str(tmp_path / "absent.wav")) in message
+    assert "column 'clip', row 1" in message
+    with pytest.raises(ValueError, match="pass base_dir"):
+        AudioEncoder(**FAST).fit(relative)

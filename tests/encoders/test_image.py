@@ -356,7 +356,10 @@ def test_auto_device_runs_where_it_can():
 
     assert next(encoder.cnn_.parameters()).device.type == "cpu"
     assert encoder.__sklearn_tags__().non_deterministic == torch.cuda.is_available()
-    assert not CNNImageEncoder().__sklearn_tags__().non_deterministic
+    assert (
+        CNNImageEncoder().__sklearn_tags__().non_deterministic
+        == torch.cuda.is_available()
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -485,3 +488,33 @@ def test_a_pickle_from_before_standardize_loads_and_transforms_as_before(
     assert loaded.standardize is False
     np.testing.assert_array_equal(loaded.transform(X), expected)
     assert clone(loaded).get_params()["standardize"] is False
+
+
+def test_base_dir_resolves_relative_paths(tmp_path, image_files, monkeypatch):
+    _, png, jpg = image_files
+    absolute = _column([png, str(jpg), None])
+    relative = _column([png.name, jpg.name, None])
+    expected = CNNImageEncoder(**FAST).fit_transform(absolute)
+
+    # Relative paths are read from base_dir, not from the working folder.
+    monkeypatch.chdir(tmp_path.parent)
+    encoder = CNNImageEncoder(base_dir=tmp_path, **FAST)
+    np.testing.assert_allclose(encoder.fit_transform(relative), expected)
+    np.testing.assert_allclose(encoder.transform(relative), expected)
+    # Absolute paths are kept.
+    np.testing.assert_allclose(encoder.transform(absolute), expected)
+
+
+def test_missing_file_error_names_resolved_path_column_and_row(tmp_path, image_files):
+    _, png, _ = image_files
+    X = _column([png.name, "absent.png"])
+
+    with pytest.raises(ValueError) as exc_info:
+        CNNImageEncoder(base_dir=tmp_path, **FAST).fit(X)
+    message = str(exc_info.value)
+    assert repr(str(tmp_path / "absent.png")) in message
+    assert "column 'photo', row 1" in message
+    assert "does not exist" in message
+
+    with pytest.raises(ValueError, match="pass base_dir"):
+        CNNImageEncoder(**FAST).fit(X)

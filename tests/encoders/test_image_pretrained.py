@@ -254,3 +254,22 @@ def test_bad_weights_and_modules_are_clear_errors(tmp_path, weights):
         ).fit(X)
     with pytest.raises(ValueError, match="single image column"):
         PretrainedImageEncoder(TinyNet, output="pixels").fit(np.hstack([X, X]))
+
+
+def test_base_dir_resolves_relative_paths(tmp_path, weights):
+    from PIL import Image
+
+    path, _ = weights
+    cells = _images(2)
+    for i, pixels in enumerate(cells[:, 0]):
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    encoder = PretrainedImageEncoder(TinyNet, weights=path, base_dir=tmp_path)
+
+    relative = pd.DataFrame({"photo": ["0.png", "1.png"]})
+    absolute = pd.DataFrame({"photo": [str(tmp_path / f"{i}.png") for i in range(2)]})
+
+    np.testing.assert_allclose(
+        encoder.fit(relative).transform(relative), encoder.transform(absolute)
+    )
+    with pytest.raises(ValueError, match=r"absent\.png.*column 'photo', row 0"):
+        encoder.transform(pd.DataFrame({"photo": ["absent.png"]}))
