@@ -37,10 +37,12 @@ from skmm.encoders._image_io import (
     mode_of,
     resolve_input_shape,
 )
+from skmm.encoders._image_lazy import LazyImageBlock, normalise_images
 from skmm.nn._towers import pool_features
 from skmm.nn._training import run_in_batches
 from skmm.utils._cache import block_key, cached, params_key
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._prefetch import n_workers_for
 from skmm.utils._sklearn_compat import _check_feature_names_in
 from skmm.utils._validation import check_column_block
 
@@ -49,6 +51,9 @@ __all__ = ["BaseImageEncoder"]
 # Rows decoded at a time: bounds the memory of transform whatever the number
 # of images, and is large enough to amortise the per-chunk overhead.
 CHUNK_ROWS = 256
+
+# The outputs that hand the network to the fusion estimators as a tower.
+_PIXEL_OUTPUTS = ("pixels", "lazy")
 
 
 def _with_progress(chunks, n_rows, verbose, name):
@@ -100,10 +105,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out), dtype float32
+        Xt : ndarray or LazyImageBlock of shape (n_samples, n_features_out)
             ``output="features"``: the network's features, one set per image
             column. ``output="pixels"``: the normalised ``C * H * W`` pixels
-            of the image.
+            of the image, float32. ``output="lazy"``: the same pixels as a
+            :class:`~skmm._blocks.LazyBlock`, decoded a batch at a time when
+            a fusion estimator reads them.
         """
         check_is_fitted(self)
         X, columns = check_column_block(self, X, reset=False)
@@ -139,7 +146,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         prefixes = (
             [""] if self.input_shape_ is not None else [f"{c}__" for c in columns]
         )
-        if self.output == "pixels":
+        if self.output in _PIXEL_OUTPUTS:
             names = [f"pixel{i}" for i in range(math.prod(self.image_shape_))]
         else:
             names = [f"{self._feature_name}{i}" for i in range(self._tower_dim())]
@@ -151,11 +158,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         spec : BlockSpec
-            ``output="features"``: a ``"dense"`` block. ``output="pixels"``:
-            an ``"image"`` block whose tower is :meth:`make_tower`, of the
-            network's width: trainable for :class:`CNNImageEncoder`; for
-            :class:`PretrainedImageEncoder` trainable unless ``freeze``, at
-            the learning rate ``tower_lr``.
+            ``output="features"``: a ``"dense"`` block. ``output="pixels"``
+            (or ``"lazy"``): an ``"image"`` block whose tower is
+            :meth:`make_tower`, of the network's width: trainable for
+            :class:`CNNImageEncoder` (behind its training-time augmentation,
+            with ``augment``); for :class:`PretrainedImageEncoder` trainable
+            unless ``freeze``, at the learning rate ``tower_lr``.
         """
         check_is_fitted(self)
         n_features = self._n_features_out()
@@ -166,7 +174,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             kind="image",
             n_features=n_features,
             image_shape=self.image_shape_,
-            tower=self.make_tower,
+            tower=self._tower_factory(),
             tower_dim=self._tower_dim(),
             trainable=trainable,
             lr=lr,
@@ -201,6 +209,10 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
     def _images_per_pass(self, n_images_per_row):
         """Images per forward pass: ``batch_size`` rows of images."""
         return self.batch_size * n_images_per_row
+
+    def _tower_factory(self):
+        """The zero-argument callable building the tower of the block spec."""
+        return self.make_tower
 
     def _tower_training(self):
         """``(trainable, lr)`` of the tower handed over by ``output="pixels"``."""
@@ -243,15 +255,15 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         return 1 if self.input_shape_ is not None else self.n_features_in_
 
     def _check_output(self):
-        if self.output == "pixels" and self._n_images_per_row() > 1:
+        if self.output in _PIXEL_OUTPUTS and self._n_images_per_row() > 1:
             raise ValueError(
-                "output='pixels' needs a single image column, got "
+                f"output={self.output!r} needs a single image column, got "
                 f"{self.n_features_in_}. Use one encoder per image column."
             )
 
     def _n_features_out(self):
         self._check_output()
-        if self.output == "pixels":
+        if self.output in _PIXEL_OUTPUTS:
             return math.prod(self.image_shape_)
         return self._n_images_per_row() * self._tower_dim()
 
@@ -293,28 +305,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
     # -- encoding ------------------------------------------------------------
 
     def _normalise(self, images, missing):
-        """Standardise a tensor of images; missing images and pixels become 0.
-
-        ``uint8`` pixels are scaled to [0, 1] first; float pixels are taken
-        in their own units.
-        """
-        mean, std = self._channel_stats()
-        scale = 1 / std
-        if images.dtype == torch.uint8:
-            scale = scale / 255
-        shape = (-1, 1, 1)
-        X = images.to(torch.float32, copy=True)
-        X.mul_(torch.as_tensor(scale, dtype=torch.float32, device=X.device).view(shape))
-        X.sub_(
-            torch.as_tensor(mean / std, dtype=torch.float32, device=X.device).view(
-                shape
-            )
-        )
-        if missing is None:
-            X.nan_to_num_(nan=0.0)
-        else:
-            X[missing] = 0.0
-        return X
+        """Standardise a tensor of images; see :func:`normalise_images`."""
+        return normalise_images(images, missing, *self._channel_stats())
 
     def _network_on(self, device):
         network = self._network()
@@ -363,6 +355,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         ``compute``, a zero-argument callable returning the output, replaces
         decoding and encoding ``X`` when the caller has done part of it.
         """
+        if self.output == "lazy":
+            return self._lazy_block(X, columns)
         state_key = getattr(self, "_state_key", None)
         enabled = self.cache and state_key is not None
         key_parts = None
@@ -382,6 +376,23 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             compute,
             enabled=enabled,
             on_hit=self._report_reuse,
+        )
+
+    def _lazy_block(self, X, columns, n_workers=None):
+        """The block of ``output="lazy"``: ``X`` with what decoding it needs.
+
+        Its batches are decoded in ``n_workers`` processes, by default those
+        of ``n_jobs``.
+        """
+        mean, std = self._channel_stats()
+        return LazyImageBlock(
+            X,
+            columns,
+            input_shape=self.input_shape_,
+            image_shape=self.image_shape_,
+            mean=mean,
+            std=std,
+            n_workers=n_workers_for(self.n_jobs) if n_workers is None else n_workers,
         )
 
     def _report_reuse(self):
