@@ -147,9 +147,16 @@ class LazyBlock:
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
-            raise TypeError(
-                f"{type(self).__name__} is indexed by rows only, got {key!r}."
+            # ``block[rows, ...]`` and ``block[rows, :]`` select rows too.
+            all_columns = len(key) == 2 and (
+                key[1] is Ellipsis
+                or (isinstance(key[1], slice) and key[1] == slice(None))
             )
+            if not all_columns:
+                raise TypeError(
+                    f"{type(self).__name__} is indexed by rows only, got {key!r}."
+                )
+            key = key[0]
         return self._select(np.arange(len(self))[_row_key(key)])
 
     def __array__(self, dtype=None, copy=None):
