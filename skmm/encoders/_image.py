@@ -377,7 +377,7 @@ class CNNImageEncoder(BaseImageEncoder):
             if self.output == "lazy":
                 # Streamed: the statistics need the images once, not kept.
                 moments = _ChannelMoments()
-                for _, chunk, chunk_missing in self._iter_images(X, columns):
+                for _, chunk, chunk_missing in self._iter_lazy_images(X, columns):
                     moments.add(chunk, chunk_missing)
                 self.channel_mean_, self.channel_std_ = moments.result()
             else:

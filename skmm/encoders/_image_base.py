@@ -302,6 +302,24 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             chunks, X.shape[0], self._verbose(), type(self).__name__
         )
 
+    def _iter_lazy_images(self, X, columns):
+        """``_iter_images`` for ``output="lazy"``: decoded in its workers.
+
+        The workers that will decode the training batches start here, so
+        that the first epoch does not wait for them.
+        """
+        block = self._lazy_block(X, columns, with_stats=False)
+        n_rows = X.shape[0]
+        slices = [
+            slice(start, min(start + CHUNK_ROWS, n_rows))
+            for start in range(0, n_rows, CHUNK_ROWS)
+        ]
+        chunks = (
+            (rows, images, missing)
+            for rows, (images, missing) in zip(slices, block.iter_decoded(slices))
+        )
+        yield from _with_progress(chunks, n_rows, self._verbose(), type(self).__name__)
+
     # -- encoding ------------------------------------------------------------
 
     def _normalise(self, images, missing):
@@ -378,13 +396,14 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             on_hit=self._report_reuse,
         )
 
-    def _lazy_block(self, X, columns, n_workers=None):
+    def _lazy_block(self, X, columns, n_workers=None, with_stats=True):
         """The block of ``output="lazy"``: ``X`` with what decoding it needs.
 
         Its batches are decoded in ``n_workers`` processes, by default those
-        of ``n_jobs``.
+        of ``n_jobs``; without the channel statistics (``with_stats=False``,
+        before they are learned) it only decodes.
         """
-        mean, std = self._channel_stats()
+        mean, std = self._channel_stats() if with_stats else (None, None)
         return LazyImageBlock(
             X,
             columns,

@@ -79,8 +79,9 @@ class LazyImageBlock(LazyBlock):
         ``(H, W, C)`` of the flattened images of a numeric block.
     image_shape : tuple of int
         ``(C, H, W)`` of the output images.
-    mean, std : ndarray of shape (C,)
-        Per-channel statistics the pixels are standardised with.
+    mean, std : ndarray of shape (C,) or None
+        Per-channel statistics the pixels are standardised with; ``None``
+        while they are being learned, when only :meth:`iter_decoded` works.
     n_workers : int
         Worker processes decoding image cells ahead of the batch in use; 0
         decodes in the calling process.
@@ -105,8 +106,8 @@ class LazyImageBlock(LazyBlock):
         self.columns = list(columns)
         self.input_shape = input_shape
         self.image_shape = tuple(image_shape)
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.asarray(std, dtype=np.float64)
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
         self.n_workers = int(n_workers)
         self.positions = (
             np.arange(len(cells), dtype=np.int64) if positions is None else positions
@@ -138,7 +139,22 @@ class LazyImageBlock(LazyBlock):
             batch = batch.numpy()
         return np.asarray(batch, dtype=np.int64)
 
-    def iter_batches(self, batches):
+    def iter_decoded(self, batches):
+        """Yield the decoded images of each batch, before standardisation.
+
+        Parameters
+        ----------
+        batches : iterable of slice or array-like of int
+            The rows of each batch.
+
+        Yields
+        ------
+        images : ndarray of shape (n_rows, 1, C, H, W)
+            uint8 pixels decoded from image cells, or float32 pixels (NaN
+            where missing) of a numeric block.
+        missing : ndarray of shape (n_rows, 1) or None
+            The missing cells; ``None`` for a numeric block.
+        """
         mode = mode_of(self.image_shape[0])
         size = self.image_shape[1:]
         numeric = self.input_shape is not None
@@ -153,9 +169,17 @@ class LazyImageBlock(LazyBlock):
         if numeric:
             # The pixels are in memory already: only the resizing is left,
             # not worth a copy to another process.
-            decoded = prefetched(_decode_flat_rows, tasks, 0)
-        else:
-            decoded = prefetched(decode_cells, tasks, self.n_workers)
+            return prefetched(_decode_flat_rows, tasks, 0)
+        return prefetched(decode_cells, tasks, self.n_workers)
+
+    def iter_batches(self, batches):
+        decoded = self.iter_decoded(batches)
+        try:
+            yield from self._normalised(decoded)
+        finally:
+            decoded.close()
+
+    def _normalised(self, decoded):
         for images, missing in decoded:
             n_rows = images.shape[0]
             X = normalise_images(
