@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-__all__ = ["BLOCK_KINDS", "BlockSpec", "ModalityBlocks", "block_spec_for"]
+__all__ = [
+    "BLOCK_KINDS",
+    "BlockSpec",
+    "LazyBlock",
+    "ModalityBlocks",
+    "block_spec_for",
+]
 
 BLOCK_KINDS = ("dense", "tokens", "image")
 
@@ -88,7 +94,93 @@ def block_spec_for(encoder, X_block):
     return BlockSpec(kind="dense", n_features=X_block.shape[1])
 
 
+class LazyBlock:
+    """A float32 block whose rows are computed only when a batch needs them.
+
+    An encoder returns one when its output would not fit in memory, such as
+    the pixels of images read from files (``CNNImageEncoder(output="lazy")``).
+    It stands for a 2-D array of ``shape`` for scikit-learn and
+    :class:`ModalityBlocks`: ``len``, ``shape``, ``ndim``, ``dtype`` and row
+    indexing (``block[rows]`` is another lazy block) cost nothing, and
+    ``np.asarray(block)`` computes every row, for an estimator that needs the
+    whole matrix. The fusion estimators never do: they ask for their batches
+    with :meth:`iter_batches`, while the network trains or predicts.
+
+    Subclasses implement ``__len__``, ``n_features``, ``_select`` and
+    :meth:`iter_batches`.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+    # Rows per batch of np.asarray(block): bounds the memory of the work.
+    _ARRAY_BATCH_ROWS = 256
+
+    @property
+    def n_features(self):
+        """Width of the block."""
+        raise NotImplementedError
+
+    @property
+    def shape(self):
+        return (len(self), self.n_features)
+
+    def __len__(self):
+        raise NotImplementedError
+
+    def _select(self, positions):
+        """The lazy block of the rows at ``positions`` (an int64 array)."""
+        raise NotImplementedError
+
+    def iter_batches(self, batches):
+        """Yield the rows of each batch, in order, as float32 tensors.
+
+        Parameters
+        ----------
+        batches : iterable of slice or array-like of int
+            The rows of each batch.
+
+        Yields
+        ------
+        X : torch.Tensor of shape (n_rows, n_features), dtype float32
+        """
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            # ``block[rows, ...]`` and ``block[rows, :]`` select rows too.
+            all_columns = len(key) == 2 and (
+                key[1] is Ellipsis
+                or (isinstance(key[1], slice) and key[1] == slice(None))
+            )
+            if not all_columns:
+                raise TypeError(
+                    f"{type(self).__name__} is indexed by rows only, got {key!r}."
+                )
+            key = key[0]
+        return self._select(np.arange(len(self))[_row_key(key)])
+
+    def __array__(self, dtype=None, copy=None):
+        n = len(self)
+        out = np.empty(self.shape, dtype=np.float32 if dtype is None else dtype)
+        step = self._ARRAY_BATCH_ROWS
+        batches = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        for rows, X in zip(batches, self.iter_batches(batches)):
+            out[rows] = X.numpy()
+        return out
+
+
+def _row_key(key):
+    """A row key numpy understands, from a list, tensor or array of rows."""
+    if isinstance(key, slice):
+        return key
+    if hasattr(key, "numpy"):
+        key = key.numpy()
+    return np.asarray(key)
+
+
 def _as_2d_numeric(X):
+    if isinstance(X, LazyBlock):
+        return X
     if sparse.issparse(X):
         return X.tocsr()
     if hasattr(X, "to_numpy"):
@@ -103,7 +195,8 @@ class ModalityBlocks:
     ``shape`` and row indexing (``blocks[idx]``) work, so cross-validation can
     split it, and ``np.asarray(blocks)`` gives the flat feature matrix (the
     blocks side by side) that a classic estimator expects. ``blocks["text"]``
-    returns one block.
+    returns one block. A :class:`LazyBlock` stays lazy: indexing it costs
+    nothing, and only ``np.asarray(blocks)`` computes its rows.
 
     Parameters
     ----------

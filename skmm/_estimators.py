@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
-from skmm._blocks import ModalityBlocks
+from skmm._blocks import LazyBlock, ModalityBlocks
 from skmm._targets import (
     TASK_KINDS,
     TaskTarget,
@@ -529,6 +529,8 @@ class _BaseFusionEstimator(BaseEstimator):
         """What to try after a non-finite loss, naming the largest block."""
         largest = {}
         for name, X in blocks.items():
+            if isinstance(X, LazyBlock):
+                continue
             values = X.data if sparse.issparse(X) else np.asarray(X)
             if values.size and values.dtype.kind in "fiub":
                 largest[name] = float(np.max(np.abs(values)))
@@ -615,12 +617,19 @@ class _BaseFusionEstimator(BaseEstimator):
         dataset = BlockDataset(self._check_blocks(X, reset=False))
         module, device = self.net_.module_, self.net_.device
 
-        def run_batch(rows):
-            Xb, _ = dataset.batch(rows)
+        def run_batch(batch):
+            Xb, _ = batch
             return step(module, {k: v.to(device) for k, v in Xb.items()})
 
+        # Rows decoded a batch at a time (images) come in training-sized
+        # batches, so that prediction needs no more memory than training.
+        batch_size = self.batch_size if dataset.has_lazy_blocks else _PREDICT_BATCH_SIZE
         return run_in_batches(
-            run_batch, len(dataset), _PREDICT_BATCH_SIZE, modules=[module]
+            run_batch,
+            len(dataset),
+            batch_size,
+            modules=[module],
+            load=dataset.batches,
         )
 
     def _forward(self, X):
@@ -777,6 +786,10 @@ def _first_non_number(values):
 
 def _check_finite_blocks(blocks):
     for name, X in blocks.items():
+        if isinstance(X, LazyBlock):
+            # Its rows are made by an encoder, finite by construction, and
+            # reading them all here would defeat its purpose.
+            continue
         values = X.data if sparse.issparse(X) else np.asarray(X)
         if values.dtype.kind not in "fiub":
             try:

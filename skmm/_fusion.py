@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 
 from skmm import encoders
-from skmm._blocks import ModalityBlocks, block_spec_for
+from skmm._blocks import LazyBlock, ModalityBlocks, block_spec_for
 from skmm.utils._sklearn_compat import (
     StrOptions,
     _get_container_adapter,
@@ -366,7 +366,10 @@ class MultimodalFusion(ColumnTransformer, auto_wrap_output_keys=None):
         blocks = {}
         specs = {}
         for name, X in zip(names, Xs):
-            X = X.tocsr() if sparse.issparse(X) else np.asarray(X)
+            if sparse.issparse(X):
+                X = X.tocsr()
+            elif not isinstance(X, LazyBlock):
+                X = np.asarray(X)
             blocks[name] = X
             specs[name] = block_spec_for(fitted.get(name), X)
         if getattr(self, "_fitting", False):

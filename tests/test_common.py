@@ -42,6 +42,7 @@ ESTIMATORS = [
     AudioEncoder(n_mels=8, n_fft=16, hop_length=8, n_time_bins=3),
     AudioEncoder(n_mels=8, n_fft=16, hop_length=8, pooling="stats", normalize=False),
     CNNImageEncoder(image_size=8, channels=(4,), max_epochs=1, random_state=0),
+    CNNImageEncoder(image_size=8, channels=(4,), output="lazy", augment=True),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))]),
     MultimodalFusion([("all", StandardScaler(), slice(0, None))], output="flat"),
     FusionClassifier(**FAST, random_state=0),

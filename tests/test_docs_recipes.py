@@ -62,3 +62,25 @@ def test_one_line_recipe(capsys):
     assert type(model[-1]).__name__ == "FusionClassifier"
     assert set(model.predict(X.head())) <= set(np.unique(y))
     assert "arrays of rank 2" in capsys.readouterr().out
+
+
+def test_lazy_images_recipe(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from skmm._blocks import LazyBlock
+
+    rng = np.random.RandomState(0)
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.randint(0, 256, (20, 20, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    df = pd.DataFrame({"photo": paths, "price": rng.normal(size=40)})
+    y = np.arange(40) % 2
+    namespace = {"df": df, "y": y}
+    exec(compile(_recipe("lazy-images"), str(USER_GUIDE), "exec"), namespace)
+
+    model = namespace["model"]
+    assert isinstance(model[0].transform(df)["image"], LazyBlock)
+    assert model.predict(df).shape == (40,)

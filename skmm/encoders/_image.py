@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from skmm.encoders._image_base import CHUNK_ROWS, BaseImageEncoder
 from skmm.encoders._image_io import IMAGE_MODES
+from skmm.nn._augment import AugmentedTower, ImageAugmentation, check_augment
 from skmm.nn._towers import ConvTower
 from skmm.nn._training import fit_seeds, make_generator, seeded_init, train_loop
 from skmm.utils._atomic import restored_on_failure
@@ -25,27 +26,6 @@ from skmm.utils._sklearn_compat import Interval, StrOptions, _fit_context
 from skmm.utils._validation import is_missing
 
 __all__ = ["CNNImageEncoder"]
-
-
-def _augment(X, generator):
-    """Random horizontal flips and random crops of zero-padded images.
-
-    ``X`` holds standardised images, so the zero padding is the channel mean.
-    The random numbers come from ``generator``, on the CPU.
-    """
-    n, _, height, width = X.shape
-    flip = (torch.rand(n, generator=generator) < 0.5).to(X.device)
-    X = torch.where(flip.view(n, 1, 1, 1), X.flip(3), X)
-    pad_h, pad_w = height // 8, width // 8
-    if pad_h == pad_w == 0:
-        return X
-    X = F.pad(X, (pad_w, pad_w, pad_h, pad_h))
-    top = torch.randint(0, 2 * pad_h + 1, (n, 1), generator=generator)
-    left = torch.randint(0, 2 * pad_w + 1, (n, 1), generator=generator)
-    rows = (top + torch.arange(height)).to(X.device)
-    cols = (left + torch.arange(width)).to(X.device)
-    X = X.gather(2, rows.view(n, 1, height, 1).expand(-1, X.shape[1], -1, X.shape[3]))
-    return X.gather(3, cols.view(n, 1, 1, width).expand(-1, X.shape[1], height, -1))
 
 
 class CNNImageEncoder(BaseImageEncoder):
@@ -74,7 +54,10 @@ class CNNImageEncoder(BaseImageEncoder):
     With ``output="pixels"`` the encoder returns the standardised pixels
     instead, and :meth:`get_block_spec` hands its network to the fusion
     estimators as a trainable tower, warm-started when it was trained on
-    ``y``.
+    ``y``. ``output="lazy"`` does the same for image columns that do not fit
+    in memory: ``transform`` keeps the cells (file paths) and returns a lazy
+    block, whose images the fusion estimators decode a batch at a time, in
+    ``n_jobs`` worker processes, while the network trains or predicts.
 
     Missing images (``None``, ``NaN``, ``pd.NA`` cells) become all-zero
     standardised images, i.e. every pixel at the channel mean, in ``fit``
@@ -95,10 +78,15 @@ class CNNImageEncoder(BaseImageEncoder):
     mode : {"RGB", "L"}, default="RGB"
         Pillow mode images are converted to: 3 colour channels or 1 grey
         channel. An alpha channel is dropped.
-    output : {"features", "pixels"}, default="features"
+    output : {"features", "pixels", "lazy"}, default="features"
         ``"features"``: pooled CNN features. ``"pixels"``: the standardised
         images flattened in ``(C, H, W)`` order, for a trainable tower inside
-        a fusion estimator; needs a single image column.
+        a fusion estimator; needs a single image column. ``"lazy"``: the
+        same pixels as a :class:`~skmm._blocks.LazyBlock` that holds the
+        cells, not the pixels, and decodes them a batch at a time when a
+        fusion estimator reads it: for more images than memory holds. ``fit``
+        then streams the images to learn the channel statistics (and to
+        train on ``y``) without keeping them.
     standardize : bool, default=True
         With ``output="features"``: whether each feature is centred and scaled
         to unit variance with its mean and standard deviation over the
@@ -123,14 +111,24 @@ class CNNImageEncoder(BaseImageEncoder):
         ``transform``.
     lr : float, default=1e-3
         Learning rate of the Adam optimiser.
-    augment : bool, default=False
-        Whether training on ``y`` sees random horizontal flips and random
-        crops of images padded by an eighth of their size. ``transform`` is
-        never augmented.
+    augment : bool, dict or None, default=False
+        Random augmentation of the training images: with ``max_epochs > 0``
+        in the training on ``y``, and with ``output="pixels"`` or ``"lazy"``
+        in the training of the fusion estimator the tower goes to (it draws
+        from the estimator's own seeded generator there). ``True`` flips half
+        the images horizontally, crops them to a random box of 60% to 100%
+        of their area resized back, and changes their brightness and
+        contrast by a random factor in [0.8, 1.2]. A dict turns on what it
+        names, e.g. ``{"flip": True, "crop": 0.8, "brightness": 0.1,
+        "contrast": 0.1}`` (``"crop"``: the smallest fraction of the area
+        kept, or a ``(min, max)`` range). Neither ``transform`` nor
+        prediction is ever augmented.
     n_jobs : int, default=None
         Worker processes decoding and resizing image files, in chunks, while
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
+        With ``output="lazy"``, the lazy block decodes its batches in
+        ``n_jobs`` worker processes (``None``: 1) ahead of the network.
     base_dir : str or path-like, default=None
         Folder that relative image paths are read from, such as the folder
         of the CSV file that lists them. ``None`` reads them from the
@@ -197,7 +195,9 @@ class CNNImageEncoder(BaseImageEncoder):
     when resizing and with the channel mean otherwise.
 
     ``fit`` keeps the decoded images in memory as ``uint8`` (``C * H * W``
-    bytes each); ``transform`` streams them in chunks.
+    bytes each), except with ``output="lazy"``; ``transform`` streams them in
+    chunks. With ``output="lazy"`` a missing or unreadable file is reported,
+    with its column and row, when a batch that holds it is decoded.
 
     With ``cache=True``, a frozen encoder stores its fitted state (the
     network and the channel and feature statistics) and its outputs in a
@@ -245,13 +245,13 @@ class CNNImageEncoder(BaseImageEncoder):
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple],
         "channels": [tuple, list],
         "mode": [StrOptions(set(IMAGE_MODES))],
-        "output": [StrOptions({"features", "pixels"})],
+        "output": [StrOptions({"features", "pixels", "lazy"})],
         "standardize": ["boolean"],
         "input_shape": [tuple, None],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "augment": ["boolean"],
+        "augment": ["boolean", dict, None],
         "n_jobs": [Integral, None],
         "base_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
@@ -405,9 +405,18 @@ class CNNImageEncoder(BaseImageEncoder):
         scratch = {}
 
         def fit_network():
-            images, missing = self._decode(X, columns)
-            scratch["decoded"] = images, missing
-            self.channel_mean_, self.channel_std_ = _channel_mean_std(images, missing)
+            if self.output == "lazy":
+                # Streamed: the statistics need the images once, not kept.
+                moments = _ChannelMoments()
+                for _, chunk, chunk_missing in self._iter_lazy_images(X, columns):
+                    moments.add(chunk, chunk_missing)
+                self.channel_mean_, self.channel_std_ = moments.result()
+            else:
+                images, missing = self._decode(X, columns)
+                scratch["decoded"] = images, missing
+                self.channel_mean_, self.channel_std_ = _channel_mean_std(
+                    images, missing
+                )
             with seeded_init(init_seed):
                 cnn = ConvTower(self.image_shape_[0], tuple(self.channels))
                 head = (
@@ -416,7 +425,12 @@ class CNNImageEncoder(BaseImageEncoder):
                     else None
                 )
             if train:
-                self._train(cnn, head, images, missing, target, device, train_seed)
+                load = (
+                    self._lazy_loader(X, columns, device)
+                    if self.output == "lazy"
+                    else self._memory_loader(*scratch["decoded"], device)
+                )
+                self._train(cnn, head, load, X.shape[0], target, device, train_seed)
             self.cnn_ = cnn.cpu().eval()
             self.feature_mean_ = self.feature_std_ = None
             if self.output == "features" and self.standardize:
@@ -479,6 +493,7 @@ class CNNImageEncoder(BaseImageEncoder):
     def _check_params(self):
         """Check what the constraints cannot; return the ``(H, W)`` size."""
         size = self._check_image_size(self.image_size)
+        check_augment(self.augment)
         if not self.channels or not all(
             isinstance(c, Integral) and c > 0 for c in self.channels
         ):
@@ -525,6 +540,28 @@ class CNNImageEncoder(BaseImageEncoder):
     def _channel_stats(self):
         return self.channel_mean_, self.channel_std_
 
+    def _augmentation(self):
+        """The training-time augmentation of ``augment``, or None."""
+        settings = check_augment(self.augment)
+        if settings is None:
+            return None
+        return ImageAugmentation(
+            **settings,
+            mean=self.channel_mean_,
+            std=self.channel_std_,
+            # Decoded images lie in [0, 1]; a numeric block has its own units.
+            bounded=self.input_shape_ is None,
+        )
+
+    def _tower_factory(self):
+        if check_augment(self.augment) is None:
+            return self.make_tower
+        return self._augmented_tower
+
+    def _augmented_tower(self):
+        """A fresh copy of the fitted network behind the augmentation."""
+        return AugmentedTower(self._augmentation(), self.make_tower())
+
     def _network(self):
         return self.cnn_
 
@@ -554,32 +591,56 @@ class CNNImageEncoder(BaseImageEncoder):
             Xt[torch.from_numpy(missing).flatten()] = 0.0
         return Xt.reshape(len(raw), -1).numpy()
 
-    def _train(self, cnn, head, images, missing, target, device, seed):
-        """Train ``cnn`` with the linear ``head`` on ``target``, with Adam."""
-        values, _, classification = target
-        loss_fn = F.cross_entropy if classification else F.mse_loss
-        generator = make_generator(seed)
+    def _memory_loader(self, images, missing, device):
+        """``load(rows)``: the normalised decoded images of ``rows``."""
         images = torch.from_numpy(images)
         missing = None if missing is None else torch.from_numpy(missing)
-        values = torch.from_numpy(values)
-        cnn.to(device).train()
-        head.to(device).train()
 
-        def batch_loss(rows):
-            X = self._normalise(
+        def load(rows):
+            return self._normalise(
                 images[rows].to(device),
                 None if missing is None else missing[rows].to(device),
             )
-            X_flat = X.flatten(0, 1)
-            if self.augment:
-                X_flat = _augment(X_flat, generator)
+
+        return load
+
+    def _lazy_loader(self, X, columns, device):
+        """``load(rows)``: the images of ``rows``, decoded from their cells."""
+        block = self._lazy_block(X, columns, n_workers=0)
+
+        def load(rows):
+            (X_rows,) = block.iter_batches([rows])
+            return X_rows.view(len(rows), 1, *self.image_shape_).to(device)
+
+        return load
+
+    def _train(self, cnn, head, load, n_samples, target, device, seed):
+        """Train ``cnn`` with the linear ``head`` on ``target``, with Adam.
+
+        ``load(rows)`` returns the normalised images of the rows ``rows``,
+        of shape ``(len(rows), n_images_per_row, C, H, W)``.
+        """
+        values, _, classification = target
+        loss_fn = F.cross_entropy if classification else F.mse_loss
+        generator = make_generator(seed)
+        values = torch.from_numpy(values)
+        augmentation = self._augmentation()
+        cnn.to(device).train()
+        head.to(device).train()
+        if augmentation is not None:
+            augmentation.to(device).train()
+
+        def batch_loss(rows):
+            X_flat = load(rows).flatten(0, 1)
+            if augmentation is not None:
+                X_flat = augmentation(X_flat, generator=generator)
             y_pred = head(cnn(X_flat).reshape(len(rows), -1))
             return loss_fn(y_pred, values[rows].to(device))
 
         self.loss_curve_ = train_loop(
             [*cnn.parameters(), *head.parameters()],
             batch_loss,
-            len(images),
+            n_samples,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -616,29 +677,76 @@ def _channel_mean_std(images, missing):
     """
     n_channels = images.shape[2]
     if images.dtype == np.uint8:
-        counts = np.zeros((n_channels, 256))
+        moments = _ChannelMoments()
         for start in range(0, len(images), CHUNK_ROWS):
             rows = slice(start, start + CHUNK_ROWS)
-            valid = images[rows][~missing[rows]]
-            for c in range(n_channels):
-                counts[c] += np.bincount(valid[:, c].ravel(), minlength=256)
-        levels = np.arange(256) / 255
-        n_valid = counts.sum(axis=1)
-        safe_n = np.maximum(n_valid, 1)
-        mean = counts @ levels / safe_n
-        var = (counts * (levels - mean[:, None]) ** 2).sum(axis=1) / safe_n
-    else:
-        mean, var, n_valid = (np.zeros(n_channels) for _ in range(3))
-        for c in range(n_channels):
-            values = images[:, :, c]
-            valid = ~np.isnan(values)
-            n_valid[c] = valid.sum()
-            if n_valid[c]:
-                mean[c] = np.sum(values, where=valid, dtype=np.float64) / n_valid[c]
-                var[c] = (
-                    np.sum((values - mean[c]) ** 2, where=valid, dtype=np.float64)
-                    / n_valid[c]
-                )
+            moments.add(images[rows], missing[rows])
+        return moments.result()
+    mean, var, n_valid = (np.zeros(n_channels) for _ in range(3))
+    for c in range(n_channels):
+        values = images[:, :, c]
+        valid = ~np.isnan(values)
+        n_valid[c] = valid.sum()
+        if n_valid[c]:
+            mean[c] = np.sum(values, where=valid, dtype=np.float64) / n_valid[c]
+            var[c] = (
+                np.sum((values - mean[c]) ** 2, where=valid, dtype=np.float64)
+                / n_valid[c]
+            )
+    return _mean_std_result(mean, var, n_valid)
+
+
+def _mean_std_result(mean, var, n_valid):
+    """``(mean, std)``: 0 and 1 for a channel without pixels, std 1 if constant."""
     std = np.sqrt(var)
     constant = (n_valid == 0) | (std <= 1e-6 * np.maximum(1, np.abs(mean)))
     return np.where(n_valid == 0, 0.0, mean), np.where(constant, 1.0, std)
+
+
+class _ChannelMoments:
+    """Per-channel mean and variance of valid pixels, added a chunk at a time.
+
+    uint8 chunks are counted by level, exactly, so the result does not
+    depend on the chunks; float chunks (NaN pixels skipped) are merged with
+    Chan's formula for the mean and the sum of squared deviations.
+    """
+
+    def __init__(self):
+        self.counts = None
+        self.n = self.mean = self.m2 = None
+
+    def add(self, images, missing):
+        """Add ``(n_rows, n_images, C, H, W)`` images; see ``iter_image_chunks``."""
+        n_channels = images.shape[2]
+        if images.dtype == np.uint8:
+            if self.counts is None:
+                self.counts = np.zeros((n_channels, 256))
+            valid = images[~missing]
+            for c in range(n_channels):
+                self.counts[c] += np.bincount(valid[:, c].ravel(), minlength=256)
+            return
+        if self.n is None:
+            self.n, self.mean, self.m2 = (np.zeros(n_channels) for _ in range(3))
+        for c in range(n_channels):
+            values = images[:, :, c]
+            values = values[~np.isnan(values)].astype(np.float64)
+            if not len(values):
+                continue
+            mean = values.mean()
+            m2 = ((values - mean) ** 2).sum()
+            n = self.n[c] + len(values)
+            delta = mean - self.mean[c]
+            self.m2[c] += m2 + delta**2 * self.n[c] * len(values) / n
+            self.mean[c] += delta * len(values) / n
+            self.n[c] = n
+
+    def result(self):
+        """``(mean, std)`` of each channel, as ``_channel_mean_std`` gives them."""
+        if self.counts is not None:
+            levels = np.arange(256) / 255
+            n_valid = self.counts.sum(axis=1)
+            safe_n = np.maximum(n_valid, 1)
+            mean = self.counts @ levels / safe_n
+            var = (self.counts * (levels - mean[:, None]) ** 2).sum(axis=1) / safe_n
+            return _mean_std_result(mean, var, n_valid)
+        return _mean_std_result(self.mean, self.m2 / np.maximum(self.n, 1), self.n)

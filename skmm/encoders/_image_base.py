@@ -36,10 +36,12 @@ from skmm.encoders._image_io import (
     mode_of,
     resolve_input_shape,
 )
+from skmm.encoders._image_lazy import LazyImageBlock, normalise_images
 from skmm.nn._towers import pool_features
 from skmm.nn._training import run_in_batches
 from skmm.utils._cache import block_key, cached, params_key
 from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._prefetch import n_workers_for
 from skmm.utils._progress import effective_verbose, report, track
 from skmm.utils._sklearn_compat import _check_feature_names_in
 from skmm.utils._validation import check_column_block, resolve_paths
@@ -49,6 +51,9 @@ __all__ = ["BaseImageEncoder"]
 # Rows decoded at a time: bounds the memory of transform whatever the number
 # of images, and is large enough to amortise the per-chunk overhead.
 CHUNK_ROWS = 256
+
+# The outputs that hand the network to the fusion estimators as a tower.
+_PIXEL_OUTPUTS = ("pixels", "lazy")
 
 
 class BaseImageEncoder(TransformerMixin, BaseEstimator):
@@ -75,10 +80,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out), dtype float32
+        Xt : ndarray or LazyImageBlock of shape (n_samples, n_features_out)
             ``output="features"``: the network's features, one set per image
             column. ``output="pixels"``: the normalised ``C * H * W`` pixels
-            of the image.
+            of the image, float32. ``output="lazy"``: the same pixels as a
+            :class:`~skmm._blocks.LazyBlock`, decoded a batch at a time when
+            a fusion estimator reads them.
         """
         check_is_fitted(self)
         X, columns = check_column_block(self, X, reset=False)
@@ -115,7 +122,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         prefixes = (
             [""] if self.input_shape_ is not None else [f"{c}__" for c in columns]
         )
-        if self.output == "pixels":
+        if self.output in _PIXEL_OUTPUTS:
             names = [f"pixel{i}" for i in range(math.prod(self.image_shape_))]
         else:
             names = [f"{self._feature_name}{i}" for i in range(self._tower_dim())]
@@ -127,11 +134,12 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         Returns
         -------
         spec : BlockSpec
-            ``output="features"``: a ``"dense"`` block. ``output="pixels"``:
-            an ``"image"`` block whose tower is :meth:`make_tower`, of the
-            network's width: trainable for :class:`CNNImageEncoder`; for
-            :class:`PretrainedImageEncoder` trainable unless ``freeze``, at
-            the learning rate ``tower_lr``.
+            ``output="features"``: a ``"dense"`` block. ``output="pixels"``
+            (or ``"lazy"``): an ``"image"`` block whose tower is
+            :meth:`make_tower`, of the network's width: trainable for
+            :class:`CNNImageEncoder` (behind its training-time augmentation,
+            with ``augment``); for :class:`PretrainedImageEncoder` trainable
+            unless ``freeze``, at the learning rate ``tower_lr``.
         """
         check_is_fitted(self)
         n_features = self._n_features_out()
@@ -142,7 +150,7 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             kind="image",
             n_features=n_features,
             image_shape=self.image_shape_,
-            tower=self.make_tower,
+            tower=self._tower_factory(),
             tower_dim=self._tower_dim(),
             trainable=trainable,
             lr=lr,
@@ -177,6 +185,10 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
     def _images_per_pass(self, n_images_per_row):
         """Images per forward pass: ``batch_size`` rows of images."""
         return self.batch_size * n_images_per_row
+
+    def _tower_factory(self):
+        """The zero-argument callable building the tower of the block spec."""
+        return self.make_tower
 
     def _tower_training(self):
         """``(trainable, lr)`` of the tower handed over by ``output="pixels"``."""
@@ -220,15 +232,15 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         return 1 if self.input_shape_ is not None else self.n_features_in_
 
     def _check_output(self):
-        if self.output == "pixels" and self._n_images_per_row() > 1:
+        if self.output in _PIXEL_OUTPUTS and self._n_images_per_row() > 1:
             raise ValueError(
-                "output='pixels' needs a single image column, got "
+                f"output={self.output!r} needs a single image column, got "
                 f"{self.n_features_in_}. Use one encoder per image column."
             )
 
     def _n_features_out(self):
         self._check_output()
-        if self.output == "pixels":
+        if self.output in _PIXEL_OUTPUTS:
             return math.prod(self.image_shape_)
         return self._n_images_per_row() * self._tower_dim()
 
@@ -271,31 +283,35 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             size=lambda chunk: chunk[0].stop - chunk[0].start,
         )
 
+    def _iter_lazy_images(self, X, columns):
+        """``_iter_images`` for ``output="lazy"``: decoded in its workers.
+
+        The workers that will decode the training batches start here, so
+        that the first epoch does not wait for them.
+        """
+        block = self._lazy_block(X, columns, with_stats=False)
+        n_rows = X.shape[0]
+        slices = [
+            slice(start, min(start + CHUNK_ROWS, n_rows))
+            for start in range(0, n_rows, CHUNK_ROWS)
+        ]
+        chunks = (
+            (rows, images, missing)
+            for rows, (images, missing) in zip(slices, block.iter_decoded(slices))
+        )
+        yield from track(
+            chunks,
+            total=n_rows,
+            name=type(self).__name__,
+            verbose=self.verbose,
+            size=lambda chunk: chunk[0].stop - chunk[0].start,
+        )
+
     # -- encoding ------------------------------------------------------------
 
     def _normalise(self, images, missing):
-        """Standardise a tensor of images; missing images and pixels become 0.
-
-        ``uint8`` pixels are scaled to [0, 1] first; float pixels are taken
-        in their own units.
-        """
-        mean, std = self._channel_stats()
-        scale = 1 / std
-        if images.dtype == torch.uint8:
-            scale = scale / 255
-        shape = (-1, 1, 1)
-        X = images.to(torch.float32, copy=True)
-        X.mul_(torch.as_tensor(scale, dtype=torch.float32, device=X.device).view(shape))
-        X.sub_(
-            torch.as_tensor(mean / std, dtype=torch.float32, device=X.device).view(
-                shape
-            )
-        )
-        if missing is None:
-            X.nan_to_num_(nan=0.0)
-        else:
-            X[missing] = 0.0
-        return X
+        """Standardise a tensor of images; see :func:`normalise_images`."""
+        return normalise_images(images, missing, *self._channel_stats())
 
     def _network_on(self, device):
         network = self._network()
@@ -344,6 +360,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
         ``compute``, a zero-argument callable returning the output, replaces
         decoding and encoding ``X`` when the caller has done part of it.
         """
+        if self.output == "lazy":
+            return self._lazy_block(X, columns)
         state_key = getattr(self, "_state_key", None)
         enabled = self.cache and state_key is not None
         key_parts = None
@@ -363,6 +381,24 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
             compute,
             enabled=enabled,
             on_hit=self._report_reuse,
+        )
+
+    def _lazy_block(self, X, columns, n_workers=None, with_stats=True):
+        """The block of ``output="lazy"``: ``X`` with what decoding it needs.
+
+        Its batches are decoded in ``n_workers`` processes, by default those
+        of ``n_jobs``; without the channel statistics (``with_stats=False``,
+        before they are learned) it only decodes.
+        """
+        mean, std = self._channel_stats() if with_stats else (None, None)
+        return LazyImageBlock(
+            X,
+            columns,
+            input_shape=self.input_shape_,
+            image_shape=self.image_shape_,
+            mean=mean,
+            std=std,
+            n_workers=n_workers_for(self.n_jobs) if n_workers is None else n_workers,
         )
 
     def _report_reuse(self):

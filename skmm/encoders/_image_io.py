@@ -329,6 +329,13 @@ def decode_image(value, mode, size, column, row):
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
+def _row_positions(first_row, n_rows):
+    """Position of each row: ``first_row`` onwards, or ``first_row`` itself."""
+    if isinstance(first_row, Integral):
+        return range(first_row, first_row + n_rows)
+    return [int(p) for p in first_row]
+
+
 def decode_cells(cells, columns, first_row, mode, size):
     """Decode a block of image cells into one uint8 batch.
 
@@ -338,8 +345,10 @@ def decode_cells(cells, columns, first_row, mode, size):
         Image cells; missing cells are ``None``, ``NaN`` or ``pd.NA``.
     columns : list of str
         Column names, for error messages.
-    first_row : int
-        Position of the first row of ``cells`` in the whole block.
+    first_row : int or array-like of int
+        Position of the first row of ``cells`` in the whole block, or the
+        position of each row (rows drawn in any order, as in a shuffled
+        batch).
     mode : {"RGB", "L"}
         Pillow mode the images are converted to.
     size : tuple of int
@@ -352,6 +361,7 @@ def decode_cells(cells, columns, first_row, mode, size):
     missing : ndarray of shape (n_rows, n_columns), dtype bool
     """
     n_rows, n_columns = cells.shape
+    positions = _row_positions(first_row, n_rows)
     images = np.zeros((n_rows, n_columns, IMAGE_MODES[mode], *size), dtype=np.uint8)
     missing = np.zeros((n_rows, n_columns), dtype=bool)
     for i in range(n_rows):
@@ -361,7 +371,7 @@ def decode_cells(cells, columns, first_row, mode, size):
                 missing[i, j] = True
                 continue
             images[i, j] = decode_image(
-                value, mode, size, columns[j], first_row + i
+                value, mode, size, columns[j], positions[i]
             ).transpose(2, 0, 1)
     return images, missing
 
@@ -397,8 +407,9 @@ def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
         Pixel values in any units; NaN marks a missing pixel.
     columns : list of str
         Column names, for error messages.
-    first_row : int
-        Position of the first row of ``X`` in the whole block.
+    first_row : int or array-like of int
+        Position of the first row of ``X`` in the whole block, or the
+        position of each row.
     input_shape : tuple of int
         ``(H_in, W_in, C_in)`` of each row, C_in in (1, 3, 4), channels last.
     mode : {"RGB", "L"}
@@ -412,6 +423,7 @@ def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
     images : ndarray of shape (n_rows, 1, C, H, W), dtype float32
         NaN where no valid input pixel contributes.
     """
+    positions = _row_positions(first_row, X.shape[0])
     if X.dtype == object:
         values = np.empty(X.shape, dtype=np.float32)
         for (i, j), value in np.ndenumerate(X):
@@ -421,7 +433,7 @@ def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
                 values[i, j] = value
             else:
                 raise TypeError(
-                    f"{_cell_name(columns[j], first_row + i)}: expected a number "
+                    f"{_cell_name(columns[j], positions[i])}: expected a number "
                     "(the block is read as flattened images) or an image, got "
                     f"{type(value).__name__} {value!r:.50}."
                 )
@@ -432,7 +444,7 @@ def flat_rows_to_images(X, columns, first_row, input_shape, mode, size):
     if len(infinite):
         i, j = infinite[0]
         raise ValueError(
-            f"{_cell_name(columns[j], first_row + i)}: pixel values must be finite "
+            f"{_cell_name(columns[j], positions[i])}: pixel values must be finite "
             "(NaN marks a missing pixel), got infinity."
         )
     n_rows = X.shape[0]

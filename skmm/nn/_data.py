@@ -6,7 +6,9 @@ model, dominates training time. :class:`BlockDataset` converts each modality
 block to a tensor once, and :class:`BatchIterator` gathers a whole batch with
 one ``index_select`` per block; without shuffling, a batch is a slice of
 consecutive rows, copied in one piece. Sparse blocks stay sparse in memory and
-only the rows of the batch are densified.
+only the rows of the batch are densified. A lazy block (images read from
+files) stays lazy: it computes the rows of the batches ahead, in worker
+processes, while the network runs on the current one.
 """
 
 import numpy as np
@@ -14,10 +16,14 @@ import torch
 from scipy import sparse
 from torch.utils.data import Dataset
 
+from skmm._blocks import LazyBlock
+
 __all__ = ["BatchIterator", "BlockDataset", "input_statistics"]
 
 
 def _block_tensor(X, spec):
+    if isinstance(X, LazyBlock):
+        return X
     if sparse.issparse(X):
         return X.tocsr().astype(np.float32)
     if spec.kind == "tokens":
@@ -56,6 +62,11 @@ class BlockDataset(Dataset):
         self.X = {
             name: _block_tensor(X, blocks.specs[name]) for name, X in blocks.items()
         }
+        self.image_shapes = {
+            name: spec.image_shape
+            for name, spec in blocks.specs.items()
+            if spec.kind == "image"
+        }
         self.y = {}
         for task, values in (targets or {}).items():
             values = np.asarray(values)
@@ -72,9 +83,42 @@ class BlockDataset(Dataset):
 
     def batch(self, rows):
         """The ``rows`` (a LongTensor or a slice) as ``(X_batch, y_batch)`` dicts."""
-        Xb = {name: _take(X, rows) for name, X in self.X.items()}
-        yb = {task: _take(y, rows) for task, y in self.y.items()}
-        return Xb, yb
+        (batch,) = self.batches([rows])
+        return batch
+
+    def batches(self, row_batches):
+        """Yield ``(X_batch, y_batch)`` for the rows of each of ``row_batches``.
+
+        Lazy blocks compute the batches ahead while the caller works on the
+        current one; see :meth:`~skmm._blocks.LazyBlock.iter_batches`.
+        """
+        row_batches = list(row_batches)
+        lazy = {
+            name: X.iter_batches(row_batches)
+            for name, X in self.X.items()
+            if isinstance(X, LazyBlock)
+        }
+        try:
+            for rows in row_batches:
+                Xb = {}
+                for name, X in self.X.items():
+                    if name not in lazy:
+                        Xb[name] = _take(X, rows)
+                        continue
+                    Xb[name] = next(lazy[name])
+                    if name in self.image_shapes:
+                        Xb[name] = Xb[name].view(-1, *self.image_shapes[name])
+                yb = {task: _take(y, rows) for task, y in self.y.items()}
+                yield Xb, yb
+        finally:
+            # Stops the work ahead when the caller stops early.
+            for batches in lazy.values():
+                batches.close()
+
+    @property
+    def has_lazy_blocks(self):
+        """Whether some block computes its rows only when a batch needs them."""
+        return any(isinstance(X, LazyBlock) for X in self.X.values())
 
     def __getitem__(self, i):
         Xb, yb = self.batch(torch.as_tensor([i]))
@@ -86,9 +130,12 @@ class BlockDataset(Dataset):
         idx_t = torch.from_numpy(idx)
         out = BlockDataset.__new__(BlockDataset)
         out.X = {
-            name: X[idx] if sparse.issparse(X) else X.index_select(0, idx_t)
+            name: X[idx]
+            if sparse.issparse(X) or isinstance(X, LazyBlock)
+            else X.index_select(0, idx_t)
             for name, X in self.X.items()
         }
+        out.image_shapes = self.image_shapes
         out.y = {task: y.index_select(0, idx_t) for task, y in self.y.items()}
         out.n_samples = len(idx)
         return out
@@ -129,10 +176,13 @@ class BatchIterator:
     def __iter__(self):
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
-            rows = slice(start, stop) if order is None else order[start:stop]
-            Xb, yb = self.dataset.batch(rows)
+        row_batches = [
+            slice(start, min(start + self.batch_size, n))
+            if order is None
+            else order[start : start + self.batch_size]
+            for start in range(0, n, self.batch_size)
+        ]
+        for Xb, yb in self.dataset.batches(row_batches):
             if self.pin_memory:
                 Xb = {k: v.pin_memory() for k, v in Xb.items()}
                 yb = {k: v.pin_memory() for k, v in yb.items()}

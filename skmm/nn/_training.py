@@ -210,7 +210,7 @@ def train_loop(
     return losses
 
 
-def run_in_batches(step, n_samples, batch_size, modules=()):
+def run_in_batches(step, n_samples, batch_size, modules=(), load=None):
     """Apply ``step(rows)`` to consecutive row slices, without autograd.
 
     Parameters
@@ -223,6 +223,10 @@ def run_in_batches(step, n_samples, batch_size, modules=()):
         Rows per call.
     modules : iterable of torch.nn.Module, default=()
         Put in evaluation mode first.
+    load : callable, default=None
+        ``load(slices)`` yields the data of each slice in ``slices``, in
+        order, which ``step`` then gets in place of the slice: a loader that
+        prepares the next batches while ``step`` runs on the current one.
 
     Returns
     -------
@@ -231,8 +235,9 @@ def run_in_batches(step, n_samples, batch_size, modules=()):
     """
     for module in modules:
         module.eval()
+    batches = [
+        slice(start, min(start + batch_size, n_samples))
+        for start in range(0, n_samples, batch_size)
+    ]
     with torch.inference_mode():
-        return [
-            step(slice(start, min(start + batch_size, n_samples)))
-            for start in range(0, n_samples, batch_size)
-        ]
+        return [step(batch) for batch in (batches if load is None else load(batches))]
