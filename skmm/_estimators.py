@@ -50,7 +50,13 @@ from skmm.nn._training import (
     stochastic_layers,
 )
 from skmm.utils._atomic import restored_on_failure
-from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._device import (
+    PRECISIONS,
+    autocast,
+    check_precision,
+    resolve_device,
+    runs_on_gpu,
+)
 from skmm.utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -58,6 +64,7 @@ from skmm.utils._sklearn_compat import (
     _fit_context,
     validate_data,
 )
+from skmm.utils._threads import default_n_threads, torch_threads
 
 __all__ = ["FusionClassifier", "FusionMultiTask", "FusionRegressor"]
 
@@ -165,6 +172,27 @@ torch optimizer class, default="adam"
         (``on_train=True``: on the training batches) in ``net_.history``.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where to train. ``"auto"`` uses a GPU when there is one.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Precision of the network's forward pass, in training and prediction.
+        ``"32"``: float32. ``"bf16-mixed"``: ``torch.autocast`` to bfloat16,
+        on GPUs that support it and on CPUs. ``"16-mixed"``: autocast to
+        float16 with a gradient scaler; it needs a CUDA device (``fit``
+        raises on a CPU; a model trained so predicts in float32 on a CPU).
+        Weights, the loss and the optimizer state stay float32, and
+        predictions are float32 arrays whatever the precision.
+    compile : bool, default=False
+        Compile the network with ``torch.compile`` for training. The fitted
+        model keeps the uncompiled network (same weights), so that it
+        pickles and loads anywhere; continuing a fit with ``warm_start``
+        trains it uncompiled.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit`` and the prediction methods,
+        set for their duration and restored afterwards. ``None``: one thread
+        for networks of feature-vector and token towers, too small to gain
+        from more (and much slower with more on a loaded machine); for a
+        network with an image or pretrained tower, torch's current number
+        of threads (lowered already by ``OMP_NUM_THREADS`` in the worker
+        processes of joblib and Dask), at most one per physical core.
     verbose : int, default=0
         0: silent. 1: one line per epoch. 2: also a progress bar per epoch.
     random_state : int, RandomState instance or None, default=None
@@ -231,6 +259,9 @@ class _BaseFusionEstimator(BaseEstimator):
         "warm_start": ["boolean"],
         "callbacks": [list, None],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "compile": ["boolean"],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -259,6 +290,9 @@ class _BaseFusionEstimator(BaseEstimator):
         warm_start=False,
         callbacks=None,
         device="auto",
+        precision="32",
+        compile=False,
+        n_threads=None,
         verbose=0,
         random_state=None,
     ):
@@ -283,6 +317,9 @@ class _BaseFusionEstimator(BaseEstimator):
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.n_threads = n_threads
         self.verbose = verbose
         self.random_state = random_state
 
@@ -314,10 +351,12 @@ class _BaseFusionEstimator(BaseEstimator):
             if warm:
                 targets = self._warm_start_targets(previous_specs, blocks, targets)
                 first_epoch = len(self.net_.history)
-                self.net_ = self._continue_training(blocks, targets, sample_weight)
+                with torch_threads(self._n_threads(blocks.specs)):
+                    self.net_ = self._continue_training(blocks, targets, sample_weight)
             else:
                 first_epoch = 0
-                self.net_ = self._train(blocks, targets, sample_weight)
+                with torch_threads(self._n_threads(blocks.specs)):
+                    self.net_ = self._train(blocks, targets, sample_weight)
             history = self.net_.history
             self.n_iter_ = len(history)
             # Early stopping restores the best epoch of this fit's epochs.
@@ -429,9 +468,14 @@ class _BaseFusionEstimator(BaseEstimator):
         )
         return train_ds, valid_ds, early_stopping
 
+    def _n_threads(self, specs):
+        return self.n_threads or default_n_threads(specs)
+
     def _train(self, blocks, targets, sample_weight):
         """Build the network for ``blocks`` and ``targets``; return the fitted net."""
-        self.device_ = str(resolve_device(self.device))
+        device = resolve_device(self.device)
+        check_precision(self.precision, device)
+        self.device_ = str(device)
         (seed,) = fit_seeds(self.random_state, 1)
         tasks = {task: t.kind for task, t in targets.items()}
         train_ds, valid_ds, early_stopping = self._datasets(
@@ -470,6 +514,8 @@ class _BaseFusionEstimator(BaseEstimator):
             train_split=None if valid_ds is None else predefined_split(valid_ds),
             callbacks=self._callbacks(early_stopping),
             device=self.device_,
+            precision=self.precision,
+            compile=self.compile,
             verbose=int(self.verbose),
             targets={task: t.without_values() for task, t in targets.items()},
             **{
@@ -478,6 +524,8 @@ class _BaseFusionEstimator(BaseEstimator):
             },
         )
         self._run_training(net, train_ds, blocks, seed, net.fit)
+        if self.compile:
+            _uncompile(net)
         return net
 
     def _continue_training(self, blocks, targets, sample_weight):
@@ -492,6 +540,7 @@ class _BaseFusionEstimator(BaseEstimator):
         # Training changes a net in place: an interrupted or failed
         # continuation must leave the fitted one as it was.
         net = copy.deepcopy(self.net_)
+        check_precision(net.precision, torch.device(net.device))
         net.max_epochs = self.max_epochs
         net.verbose = int(self.verbose)
         net.train_split = None if valid_ds is None else predefined_split(valid_ds)
@@ -599,15 +648,24 @@ class _BaseFusionEstimator(BaseEstimator):
         """Apply ``step(module, batch)`` to every batch of ``X``, in eval mode."""
         check_is_fitted(self, "net_")
         dataset = BlockDataset(self._check_blocks(X, reset=False))
-        module, device = self.net_.module_, self.net_.device
+        module = self.net_.module_
+        device = torch.device(self.net_.device)
+        # A model fitted before precision existed trained in float32.
+        precision = getattr(self.net_, "precision", "32")
+        pin = device.type == "cuda"
 
         def run_batch(rows):
             Xb, _ = dataset.batch(rows)
-            return step(module, {k: v.to(device) for k, v in Xb.items()})
+            if pin:
+                Xb = {k: v.pin_memory() for k, v in Xb.items()}
+            Xb = {k: v.to(device, non_blocking=pin) for k, v in Xb.items()}
+            with autocast(precision, device):
+                return step(module, Xb)
 
-        return run_in_batches(
-            run_batch, len(dataset), _PREDICT_BATCH_SIZE, modules=[module]
-        )
+        with torch_threads(self._n_threads(self.block_specs_)):
+            return run_in_batches(
+                run_batch, len(dataset), _PREDICT_BATCH_SIZE, modules=[module]
+            )
 
     def _forward(self, X):
         outputs = self._run(X, lambda module, Xb: module(**Xb))
@@ -678,6 +736,14 @@ def _extends_base_init(init):
     base = list(inspect.signature(_BaseFusionEstimator.__init__).parameters.values())
     init.__signature__ = inspect.Signature(own + base[1:])
     return init
+
+
+def _uncompile(net):
+    """Put back the modules ``torch.compile`` wrapped, with the same weights."""
+    for name in net._modules + net._criteria:
+        module = getattr(net, name + "_")
+        setattr(net, name + "_", getattr(module, "_orig_mod", module))
+    net.compile = False
 
 
 def _describe_specs(specs):
