@@ -469,7 +469,8 @@ class _BaseFusionEstimator(BaseEstimator):
         return train_ds, valid_ds, early_stopping
 
     def _n_threads(self, specs):
-        return self.n_threads or default_n_threads(specs)
+        # A model pickled before n_threads existed predicts with the default.
+        return getattr(self, "n_threads", None) or default_n_threads(specs)
 
     def _train(self, blocks, targets, sample_weight):
         """Build the network for ``blocks`` and ``targets``; return the fitted net."""

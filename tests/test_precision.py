@@ -146,3 +146,18 @@ def test_compile_compiles_the_network_for_training_and_keeps_it_uncompiled(
         rtol=1e-5,
     )
     pickle.loads(pickle.dumps(clf)).predict(X_test)
+
+
+def test_a_model_pickled_before_precision_and_n_threads_existed_still_predicts():
+    X, X_test, y, _ = _easy_task()
+    clf = FusionClassifier(max_epochs=2, device="cpu", random_state=0).fit(X, y)
+    expected = clf.predict_proba(X_test)
+    old = pickle.loads(pickle.dumps(clf))
+    for name in ("precision", "compile", "n_threads"):
+        delattr(old, name)
+    del old.net_.precision
+    np.testing.assert_array_equal(old.predict_proba(X_test), expected)
+    np.testing.assert_array_equal(
+        old.net_.predict(BlockDataset(ModalityBlocks({"X": X_test}))),
+        clf.predict(X_test),
+    )

@@ -119,6 +119,9 @@ class FusionNeuralNet(NeuralNet):
         ``"16-mixed"`` needs a CUDA device.
     """
 
+    # What a net pickled before ``precision`` existed trained in.
+    precision = "32"
+
     def __init__(self, *args, targets=None, precision="32", **kwargs):
         super().__init__(*args, **kwargs)
         self.targets = targets
