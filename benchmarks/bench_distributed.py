@@ -104,7 +104,8 @@ def main():
     print(
         f"{os.cpu_count()} CPUs, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; the 12-fit search of "
-        "make demo (4 strategies x 3 folds, 600 rows) and its refit"
+        "make demo (4 strategies x 3 folds, 600 rows) and its refit",
+        flush=True,
     )
     skmm.set_config(cache_dir=None)
     count_decoded_images()
@@ -112,14 +113,17 @@ def main():
     sequential = _search(n_jobs=None).fit(X, y)
     rows = [("n_jobs=None (one process)", time.perf_counter() - start, None)]
     decoded = [decoded_images()]
+    print(f"  {rows[-1][0]}: {rows[-1][1]:.1f} s", flush=True)
 
     seconds, startup, n_decoded, no_disk = _run_on_cluster(X, y, None)
     rows.append(("Dask, 2 workers, memory cache per worker", seconds, startup))
     decoded.append(n_decoded)
+    print(f"  {rows[-1][0]}: {seconds:.1f} s, {n_decoded} images", flush=True)
     with tempfile.TemporaryDirectory() as cache_dir:
         seconds, startup, n_decoded, disk = _run_on_cluster(X, y, cache_dir)
     rows.append(("Dask, 2 workers, shared cache_dir", seconds, startup))
     decoded.append(n_decoded)
+    print(f"  {rows[-1][0]}: {seconds:.1f} s, {n_decoded} images", flush=True)
 
     for search in (no_disk, disk):
         np.testing.assert_allclose(
