@@ -37,25 +37,27 @@ from skmm.datasets import make_multimodal_classification
 from skmm.encoders import _image_io
 from skmm.utils import clear_frozen_cache
 
-_DECODED = []
-
 
 def count_decoded_images():
-    """Patch this process's image decoder to count the cells it decodes."""
-    _DECODED.clear()
-    if not hasattr(_image_io, "_uncounted_decode_cells"):
-        _image_io._uncounted_decode_cells = _image_io.decode_cells
+    """Patch this process's image decoder to count the cells it decodes.
+
+    The count lives on the module, not in a global of this script: Dask
+    ships this script's functions by value, each call with its own globals.
+    """
+    _image_io.bench_decoded = []
+    if not hasattr(_image_io, "uncounted_decode_cells"):
+        _image_io.uncounted_decode_cells = _image_io.decode_cells
 
         def counting(cells, *args):
-            _DECODED.append(cells.size)
-            return _image_io._uncounted_decode_cells(cells, *args)
+            _image_io.bench_decoded.append(cells.size)
+            return _image_io.uncounted_decode_cells(cells, *args)
 
         _image_io.decode_cells = counting
     clear_frozen_cache()
 
 
 def decoded_images():
-    return sum(_DECODED)
+    return sum(_image_io.bench_decoded)
 
 
 def _search(n_jobs):
