@@ -50,7 +50,13 @@ from skmm.nn._training import (
     stochastic_layers,
 )
 from skmm.utils._atomic import restored_on_failure
-from skmm.utils._device import resolve_device, runs_on_gpu
+from skmm.utils._device import (
+    PRECISIONS,
+    autocast,
+    check_precision,
+    resolve_device,
+    runs_on_gpu,
+)
 from skmm.utils._progress import effective_verbose, print_stderr
 from skmm.utils._sklearn_compat import (
     Interval,
@@ -59,6 +65,7 @@ from skmm.utils._sklearn_compat import (
     _fit_context,
     validate_data,
 )
+from skmm.utils._threads import default_n_threads, torch_threads
 
 __all__ = ["FusionClassifier", "FusionMultiTask", "FusionRegressor"]
 
@@ -166,6 +173,27 @@ torch optimizer class, default="adam"
         (``on_train=True``: on the training batches) in ``net_.history``.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where to train. ``"auto"`` uses a GPU when there is one.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Precision of the network's forward pass, in training and prediction.
+        ``"32"``: float32. ``"bf16-mixed"``: ``torch.autocast`` to bfloat16,
+        on GPUs that support it and on CPUs. ``"16-mixed"``: autocast to
+        float16 with a gradient scaler; it needs a CUDA device (``fit``
+        raises on a CPU; a model trained so predicts in float32 on a CPU).
+        Weights, the loss and the optimizer state stay float32, and
+        predictions are float32 arrays whatever the precision.
+    compile : bool, default=False
+        Compile the network with ``torch.compile`` for training. The fitted
+        model keeps the uncompiled network (same weights), so that it
+        pickles and loads anywhere; continuing a fit with ``warm_start``
+        trains it uncompiled.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit`` and the prediction methods,
+        set for their duration and restored afterwards. ``None``: one thread
+        for networks of feature-vector and token towers, too small to gain
+        from more (and much slower with more on a loaded machine); for a
+        network with an image or pretrained tower, torch's current number
+        of threads (lowered already by ``OMP_NUM_THREADS`` in the worker
+        processes of joblib and Dask), at most one per physical core.
     verbose : int, default=0
         Progress on stderr. 0: silent, unless ``skmm.get_config()["verbose"]``
         is above 0, whose level it then follows. 1: skorch's table, one line
@@ -234,6 +262,9 @@ class _BaseFusionEstimator(BaseEstimator):
         "warm_start": ["boolean"],
         "callbacks": [list, None],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "compile": ["boolean"],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -262,6 +293,9 @@ class _BaseFusionEstimator(BaseEstimator):
         warm_start=False,
         callbacks=None,
         device="auto",
+        precision="32",
+        compile=False,
+        n_threads=None,
         verbose=0,
         random_state=None,
     ):
@@ -286,6 +320,9 @@ class _BaseFusionEstimator(BaseEstimator):
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.n_threads = n_threads
         self.verbose = verbose
         self.random_state = random_state
 
@@ -317,10 +354,12 @@ class _BaseFusionEstimator(BaseEstimator):
             if warm:
                 targets = self._warm_start_targets(previous_specs, blocks, targets)
                 first_epoch = len(self.net_.history)
-                self.net_ = self._continue_training(blocks, targets, sample_weight)
+                with torch_threads(self._n_threads(blocks.specs)):
+                    self.net_ = self._continue_training(blocks, targets, sample_weight)
             else:
                 first_epoch = 0
-                self.net_ = self._train(blocks, targets, sample_weight)
+                with torch_threads(self._n_threads(blocks.specs)):
+                    self.net_ = self._train(blocks, targets, sample_weight)
             history = self.net_.history
             self.n_iter_ = len(history)
             # Early stopping restores the best epoch of this fit's epochs.
@@ -433,9 +472,15 @@ class _BaseFusionEstimator(BaseEstimator):
         )
         return train_ds, valid_ds, early_stopping
 
+    def _n_threads(self, specs):
+        # A model pickled before n_threads existed predicts with the default.
+        return getattr(self, "n_threads", None) or default_n_threads(specs)
+
     def _train(self, blocks, targets, sample_weight):
         """Build the network for ``blocks`` and ``targets``; return the fitted net."""
-        self.device_ = str(resolve_device(self.device))
+        device = resolve_device(self.device)
+        check_precision(self.precision, device)
+        self.device_ = str(device)
         (seed,) = fit_seeds(self.random_state, 1)
         tasks = {task: t.kind for task, t in targets.items()}
         train_ds, valid_ds, early_stopping = self._datasets(
@@ -474,6 +519,8 @@ class _BaseFusionEstimator(BaseEstimator):
             train_split=None if valid_ds is None else predefined_split(valid_ds),
             callbacks=self._callbacks(early_stopping),
             device=self.device_,
+            precision=self.precision,
+            compile=self.compile,
             verbose=self._verbose(),
             callbacks__print_log__sink=self._sink(),
             targets={task: t.without_values() for task, t in targets.items()},
@@ -483,6 +530,8 @@ class _BaseFusionEstimator(BaseEstimator):
             },
         )
         self._run_training(net, train_ds, blocks, seed, net.fit)
+        if self.compile:
+            _uncompile(net)
         return net
 
     def _continue_training(self, blocks, targets, sample_weight):
@@ -497,6 +546,7 @@ class _BaseFusionEstimator(BaseEstimator):
         # Training changes a net in place: an interrupted or failed
         # continuation must leave the fitted one as it was.
         net = copy.deepcopy(self.net_)
+        check_precision(net.precision, torch.device(net.device))
         net.max_epochs = self.max_epochs
         net.verbose = self._verbose()
         net.callbacks__print_log__sink = self._sink()
@@ -615,22 +665,31 @@ class _BaseFusionEstimator(BaseEstimator):
         """Apply ``step(module, batch)`` to every batch of ``X``, in eval mode."""
         check_is_fitted(self, "net_")
         dataset = BlockDataset(self._check_blocks(X, reset=False))
-        module, device = self.net_.module_, self.net_.device
+        module = self.net_.module_
+        device = torch.device(self.net_.device)
+        # A model fitted before precision existed trained in float32.
+        precision = getattr(self.net_, "precision", "32")
+        pin = device.type == "cuda"
 
         def run_batch(batch):
             Xb, _ = batch
-            return step(module, {k: v.to(device) for k, v in Xb.items()})
+            if pin:
+                Xb = {k: v.pin_memory() for k, v in Xb.items()}
+            Xb = {k: v.to(device, non_blocking=pin) for k, v in Xb.items()}
+            with autocast(precision, device):
+                return step(module, Xb)
 
         # Rows decoded a batch at a time (images) come in training-sized
         # batches, so that prediction needs no more memory than training.
         batch_size = self.batch_size if dataset.has_lazy_blocks else _PREDICT_BATCH_SIZE
-        return run_in_batches(
-            run_batch,
-            len(dataset),
-            batch_size,
-            modules=[module],
-            load=dataset.batches,
-        )
+        with torch_threads(self._n_threads(self.block_specs_)):
+            return run_in_batches(
+                run_batch,
+                len(dataset),
+                batch_size,
+                modules=[module],
+                load=dataset.batches,
+            )
 
     def _forward(self, X):
         outputs = self._run(X, lambda module, Xb: module(**Xb))
@@ -711,6 +770,14 @@ def _extends_base_init(init):
     base = list(inspect.signature(_BaseFusionEstimator.__init__).parameters.values())
     init.__signature__ = inspect.Signature(own + base[1:])
     return init
+
+
+def _uncompile(net):
+    """Put back the modules ``torch.compile`` wrapped, with the same weights."""
+    for name in net._modules + net._criteria:
+        module = getattr(net, name + "_")
+        setattr(net, name + "_", getattr(module, "_orig_mod", module))
+    net.compile = False
 
 
 def _describe_specs(specs):

@@ -19,6 +19,13 @@ the history and the device handling of ``NeuralNet`` and does less per batch:
 Anything else (arrays, lists, fit parameters) takes ``NeuralNet``'s path, so
 the losses, the history and the callbacks' view of training are the same.
 
+With ``precision="bf16-mixed"`` or ``"16-mixed"`` the forward pass runs under
+``torch.autocast`` (bfloat16 or float16) and the loss is computed in float32
+from the outputs cast back; ``"16-mixed"`` scales the loss with a
+``torch.amp.GradScaler`` so that small float16 gradients do not vanish, and
+unscales the gradients before the optimizers (and any ``on_grad_computed``
+callback) see them.
+
 Given the ``targets`` it was trained for, the net also speaks the targets'
 language to skorch's scoring callbacks: ``predict`` decodes the network's
 outputs into class labels or values in the target's units, and an
@@ -37,6 +44,8 @@ from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import get_len, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_numpy
+
+from skmm.utils._device import autocast
 
 __all__ = [
     "FusionNeuralNet",
@@ -105,11 +114,18 @@ class FusionNeuralNet(NeuralNet):
         needs. When given, :meth:`predict` returns labels or values in the
         targets' units and skorch's scoring callbacks score in them (see
         :meth:`decode_targets`); ``None`` keeps ``NeuralNet``'s behaviour.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        The precision of the forward pass; see the module docstring.
+        ``"16-mixed"`` needs a CUDA device.
     """
 
-    def __init__(self, *args, targets=None, **kwargs):
+    # What a net pickled before ``precision`` existed trained in.
+    precision = "32"
+
+    def __init__(self, *args, targets=None, precision="32", **kwargs):
         super().__init__(*args, **kwargs)
         self.targets = targets
+        self.precision = precision
 
     # -- callbacks -----------------------------------------------------------
 
@@ -137,8 +153,10 @@ class FusionNeuralNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         # The listeners are derived from the callbacks at each epoch; pickled,
-        # they would keep callbacks that were removed after fit alive.
+        # they would keep callbacks that were removed after fit alive. The
+        # gradient scaler is training scratch, made again by the next step.
         state["batch_listeners_"] = None
+        state["grad_scaler_"] = None
         return state
 
     def _listeners(self, event):
@@ -215,6 +233,17 @@ class FusionNeuralNet(NeuralNet):
             for _, cb in self.callbacks_
         )
 
+    def _grad_scaler(self):
+        """The gradient scaler of ``precision="16-mixed"``, or None."""
+        if self.precision != "16-mixed":
+            return None
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is None:
+            scaler = self.grad_scaler_ = torch.amp.GradScaler(
+                torch.device(self.device).type
+            )
+        return scaler
+
     def train_step(self, batch, **fit_params):
         step_accumulator = self.get_train_step_accumulator()
         on_grad = self._hooks("on_grad_computed")
@@ -223,11 +252,15 @@ class FusionNeuralNet(NeuralNet):
         own_noop = type(self).on_grad_computed is NeuralNet.on_grad_computed
         if len(on_grad) == 1 and own_noop:
             on_grad = []
+        scaler = self._grad_scaler()
 
         def step_fn():
             self._zero_grad_optimizer()
             step = self.train_step_single(batch, **fit_params)
             step_accumulator.store_step(step)
+            if scaler is not None:
+                for name in self._optimizers:
+                    scaler.unscale_(getattr(self, name + "_"))
             if on_grad:
                 named_parameters = TeeGenerator(self.get_all_learnable_params())
                 for hook in on_grad:
@@ -239,7 +272,15 @@ class FusionNeuralNet(NeuralNet):
                     )
             return step["loss"]
 
-        self._step_optimizer(step_fn)
+        if scaler is None:
+            self._step_optimizer(step_fn)
+        else:
+            # A scaled step skips the update when the gradients overflowed;
+            # it cannot re-evaluate a closure, so the step runs once here.
+            step_fn()
+            for name in self._optimizers:
+                scaler.step(getattr(self, name + "_"))
+            scaler.update()
         return step_accumulator.get_step()
 
     def train_step_single(self, batch, **fit_params):
@@ -247,7 +288,8 @@ class FusionNeuralNet(NeuralNet):
         Xi, yi = unpack_data(batch)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        loss.backward()
+        scaler = self._grad_scaler()
+        (loss if scaler is None else scaler.scale(loss)).backward()
         return {"loss": loss, "y_pred": y_pred}
 
     def validation_step(self, batch, **fit_params):
@@ -351,11 +393,14 @@ class FusionNeuralNet(NeuralNet):
         return {key: value.to(device, non_blocking=True) for key, value in data.items()}
 
     def infer(self, x, **fit_params):
-        if fit_params or not _is_tensor_dict(x):
-            return super().infer(x, **fit_params)
-        return self.module_(**self._to_device(x))
+        with autocast(self.precision, torch.device(self.device)):
+            if fit_params or not _is_tensor_dict(x):
+                return super().infer(x, **fit_params)
+            return self.module_(**self._to_device(x))
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        if self.precision != "32":
+            y_pred = _as_float32(y_pred)
         if not _is_tensor_dict(y_true):
             return super().get_loss(y_pred, y_true, X=X, training=training)
         return self.criterion_(y_pred, self._to_device(y_true))
@@ -406,6 +451,15 @@ def _decoded(targets, values, *, encoded):
     for task, column in columns.items():
         out[task] = column
     return out
+
+
+def _as_float32(outputs):
+    """Floating tensors of ``outputs`` (a tensor or a dict of them) in float32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {key: _as_float32(value) for key, value in outputs.items()}
+    return outputs
 
 
 def _batch_len(batch):

@@ -6,7 +6,9 @@ lives in the module instead: a frozen encoder (one whose output depends only
 on its parameters and the data) stores its fitted state and its outputs under
 a hash of the parameters and the data, and any clone fitted on the same data
 in the same process finds them there. Worker processes of a parallel search
-each have their own cache.
+each have their own in-memory cache; with ``skmm.set_config(cache_dir=...)``
+(or the environment variable ``SKMM_CACHE_DIR``) every value is also stored
+in that folder, where the other processes sharing it find it.
 
 Encoders use the cache in one way: :func:`cached` (or :func:`cached_each`,
 for one value per text) around what they compute, with a key made of
@@ -14,21 +16,34 @@ for one value per text) around what they compute, with a key made of
 ``_cache_ignores`` names), what they learned in ``fit`` and
 :func:`block_key` (the data). Values are copied on the way in and out, so
 neither the caller nor the cache can alter the other's copy.
+
+The disk store keeps one joblib pickle per key, under a folder named after
+skmm's version (values pickled by another version are never read). A value
+is written to a temporary file in the same folder and moved into place with
+:func:`os.replace`, so that a reader sees a whole file or none, however many
+processes write the same key at once. As with any pickle, point
+``cache_dir`` only at a folder that nobody untrusted can write to.
 """
 
 import copy
 import hashlib
 import os
+import tempfile
 import threading
 from collections import OrderedDict, namedtuple
+from pathlib import Path
 
 import joblib
 import numpy as np
 import torch
 
+from skmm._config import get_config
+
 __all__ = [
     "FROZEN_OUTPUTS",
+    "FROZEN_DISK",
     "CacheInfo",
+    "DiskStore",
     "OutputCache",
     "block_key",
     "cached",
@@ -42,8 +57,12 @@ __all__ = [
     "params_key",
 ]
 
-CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "entries", "bytes"])
-CacheInfo.__doc__ = """Statistics of an :class:`OutputCache`.
+CacheInfo = namedtuple(
+    "CacheInfo",
+    ["hits", "misses", "entries", "bytes", "disk_hits", "disk_writes"],
+    defaults=(0, 0),
+)
+CacheInfo.__doc__ = """Statistics of an :class:`OutputCache` and of the disk store.
 
 Attributes
 ----------
@@ -55,6 +74,12 @@ entries : int
     Values stored.
 bytes : int
     Their total size, as declared to :meth:`OutputCache.put`.
+disk_hits : int
+    Of the misses, those found in the disk store of ``cache_dir``
+    (:func:`frozen_cache_info` only).
+disk_writes : int
+    Values this process computed and wrote to the disk store
+    (:func:`frozen_cache_info` only).
 """
 
 
@@ -80,8 +105,8 @@ class OutputCache:
     >>> cache.put("b", "second", nbytes=60)
     >>> cache.get("a") is None, cache.get("b")
     (True, 'second')
-    >>> cache.info()
-    CacheInfo(hits=1, misses=1, entries=1, bytes=60)
+    >>> cache.info()[:4]
+    (1, 1, 1, 60)
     """
 
     def __init__(self, max_bytes):
@@ -149,16 +174,92 @@ class OutputCache:
             return CacheInfo(self._hits, self._misses, len(self._entries), self._bytes)
 
 
+class DiskStore:
+    """Values pickled one file per key in a folder shared by processes.
+
+    Reads and writes are atomic (see the module docstring); the store never
+    evicts: delete the folder to free it. Counts of hits and writes are kept
+    per process.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skmm.utils._cache import DiskStore
+    >>> store = DiskStore()
+    >>> folder = tempfile.mkdtemp()
+    >>> store.put(folder, "0123abcd", [1, 2])
+    >>> store.get(folder, "0123abcd"), store.get(folder, "ffff0000")
+    ([1, 2], None)
+    """
+
+    def __init__(self):
+        self._hits = 0
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def path(folder, key):
+        """Where the value of ``key`` is stored under ``folder``."""
+        from skmm import __version__
+
+        return Path(folder) / f"skmm-{__version__}" / key[:2] / f"{key}.pkl"
+
+    def get(self, folder, key):
+        """The value stored under ``key`` in ``folder``, or None."""
+        try:
+            with open(self.path(folder, key), "rb") as file:
+                value = joblib.load(file)
+        except FileNotFoundError:
+            return None
+        except Exception:
+            # A damaged file, or one written by incompatible code (unpickling
+            # garbage raises anything): computed again and replaced.
+            return None
+        with self._lock:
+            self._hits += 1
+        return value
+
+    def put(self, folder, key, value):
+        """Store ``value`` under ``key`` in ``folder``, atomically."""
+        path = self.path(folder, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{key}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                joblib.dump(value, file)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        with self._lock:
+            self._writes += 1
+
+    def clear_counts(self):
+        with self._lock:
+            self._hits = self._writes = 0
+
+    def counts(self):
+        """``(hits, writes)`` of this process."""
+        with self._lock:
+            return self._hits, self._writes
+
+
 FROZEN_OUTPUTS = OutputCache(max_bytes=512 * 2**20)
+FROZEN_DISK = DiskStore()
 
 
 def clear_frozen_cache():
-    """Empty the cache of frozen encoders' fitted states and outputs.
+    """Empty the in-memory cache of frozen encoders' fitted states and outputs.
 
     Frees its memory (512 MiB at most) and makes the next fits and
-    transforms of frozen encoders compute everything again.
+    transforms of frozen encoders compute everything again, or read it from
+    the disk store of ``cache_dir`` when one is set (delete that folder to
+    empty it). Resets the counts of :func:`frozen_cache_info`.
     """
     FROZEN_OUTPUTS.clear()
+    FROZEN_DISK.clear_counts()
 
 
 def frozen_cache_info():
@@ -167,18 +268,22 @@ def frozen_cache_info():
     Returns
     -------
     info : CacheInfo
-        ``hits`` and ``misses`` of the lookups since the process started or
-        the cache was last cleared, and the ``entries`` and ``bytes`` it
-        holds now.
+        ``hits`` and ``misses`` of the in-memory lookups since the process
+        started or the cache was last cleared, the ``entries`` and ``bytes``
+        it holds now, and, with ``skmm.set_config(cache_dir=...)``, the
+        misses found on disk (``disk_hits``) and the values computed and
+        written to disk (``disk_writes``) by this process.
 
     Examples
     --------
     >>> from skmm.utils import clear_frozen_cache, frozen_cache_info
     >>> clear_frozen_cache()
     >>> frozen_cache_info()
-    CacheInfo(hits=0, misses=0, entries=0, bytes=0)
+    CacheInfo(hits=0, misses=0, entries=0, bytes=0, disk_hits=0, disk_writes=0)
     """
-    return FROZEN_OUTPUTS.info()
+    return FROZEN_OUTPUTS.info()._replace(
+        **dict(zip(("disk_hits", "disk_writes"), FROZEN_DISK.counts()))
+    )
 
 
 def content_key(*parts):
@@ -358,17 +463,27 @@ def _nbytes(value):
     return 0
 
 
-def _get(key):
+def _get(key, folder):
     value = FROZEN_OUTPUTS.get(key)
-    return None if value is None else copy.deepcopy(value)
+    if value is not None:
+        return copy.deepcopy(value)
+    if folder is None:
+        return None
+    # Unpickled, the value is a fresh copy already: the memory cache keeps it.
+    value = FROZEN_DISK.get(folder, key)
+    if value is not None:
+        FROZEN_OUTPUTS.put(key, copy.deepcopy(value), _nbytes(value))
+    return value
 
 
-def _put(key, value):
+def _put(key, value, folder):
     FROZEN_OUTPUTS.put(key, copy.deepcopy(value), _nbytes(value))
+    if folder is not None:
+        FROZEN_DISK.put(folder, key, value)
 
 
 def cached(key_parts, compute, *, enabled=True, on_hit=None):
-    """Return ``compute()``, computed once per process for the same key.
+    """Return ``compute()``, computed once per process (or per ``cache_dir``).
 
     Parameters
     ----------
@@ -388,6 +503,11 @@ def cached(key_parts, compute, *, enabled=True, on_hit=None):
         A copy of the stored value, or the computed one (the cache stores a
         copy of it).
 
+    Notes
+    -----
+    With ``skmm.set_config(cache_dir=...)`` a value not in memory is looked
+    up in that folder, and a computed one is written there too.
+
     Examples
     --------
     >>> import numpy as np
@@ -398,18 +518,19 @@ def cached(key_parts, compute, *, enabled=True, on_hit=None):
     >>> again
     array([0., 0., 0., 0.])
     >>> frozen_cache_info()
-    CacheInfo(hits=1, misses=1, entries=1, bytes=32)
+    CacheInfo(hits=1, misses=1, entries=1, bytes=32, disk_hits=0, disk_writes=0)
     """
     if not enabled:
         return compute()
+    folder = get_config()["cache_dir"]
     key = content_key(*key_parts)
-    value = _get(key)
+    value = _get(key, folder)
     if value is not None:
         if on_hit is not None:
             on_hit()
         return value
     value = compute()
-    _put(key, value)
+    _put(key, value, folder)
     return value
 
 
@@ -435,11 +556,12 @@ def cached_each(keys, compute_missing, *, enabled=True):
     values : list
         One value per key: copies of the stored ones, the computed ones.
     """
-    values = [_get(key) for key in keys] if enabled else [None] * len(keys)
+    folder = get_config()["cache_dir"] if enabled else None
+    values = [_get(key, folder) for key in keys] if enabled else [None] * len(keys)
     positions = [i for i, value in enumerate(values) if value is None]
     if positions:
         for i, value in zip(positions, compute_missing(positions), strict=True):
             values[i] = value
             if enabled:
-                _put(keys[i], value)
+                _put(keys[i], value, folder)
     return values

@@ -1,4 +1,6 @@
-"""Where torch work runs."""
+"""Where torch work runs, and in which precision."""
+
+import contextlib
 
 import torch
 
@@ -41,3 +43,31 @@ def runs_on_gpu(device):
         return resolve_device(device, fitting=False).type != "cpu"
     except ValueError:
         return False
+
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+def check_precision(precision, device):
+    """Raise when ``precision`` cannot train on ``device`` (a ``torch.device``)."""
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ValueError(
+            f"precision='16-mixed' trains with float16 autocast and a gradient "
+            f"scaler, which need a CUDA device, but the device is {str(device)!r}. "
+            "Use precision='bf16-mixed' (supported on CPUs) or '32', or train "
+            "with device='cuda'."
+        )
+
+
+def autocast(precision, device):
+    """The autocast context of ``precision`` on ``device`` (a ``torch.device``).
+
+    ``"32"``: none. ``"bf16-mixed"``: bfloat16 autocast, on any device.
+    ``"16-mixed"``: float16 autocast on a GPU; elsewhere none, so that a
+    model trained in float16 on a GPU predicts in float32 on a CPU.
+    """
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
