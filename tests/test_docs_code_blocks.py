@@ -14,7 +14,11 @@ Conventions for the pages:
 - a block that reads the real datasets of ``../shared/data`` follows a
   ``<!-- docs-test: needs-data -->`` line; it runs from the root of the
   repository, as its paths say, and the page's test skips from there when
-  the data is absent.
+  the data is absent;
+- a block that needs an optional package the tests do not install (such as
+  Ray) follows a ``<!-- docs-test: needs-module NAME -->`` line and is left
+  out, with the blocks after it still run, when ``NAME`` cannot be
+  imported.
 """
 
 import importlib.util
@@ -28,6 +32,7 @@ from pathlib import Path
 import pytest
 from sklearn.exceptions import FitFailedWarning
 
+import skmm
 import skmm.datasets
 from skmm._estimators import _BaseFusionEstimator
 
@@ -42,6 +47,7 @@ PAGES = [
 ]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NEEDS_DATA = "<!-- docs-test: needs-data -->"
+_NEEDS_MODULE = re.compile(r"^<!-- docs-test: needs-module ([\w.]+) -->$")
 
 MAX_ROWS = 90
 MAX_EPOCHS = 2
@@ -50,6 +56,13 @@ _FENCE = re.compile(
     r"^(?P<indent>[ \t]*)```(?P<lang>[^\n`]*)\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
     flags=re.DOTALL | re.MULTILINE,
 )
+
+
+def required_module(page, line):
+    """The module that the block at ``line`` of ``page`` needs, or None."""
+    before = page.read_text(encoding="utf-8").split("\n")[: line - 1]
+    match = _NEEDS_MODULE.match(before[-1].strip()) if before else None
+    return match.group(1) if match else None
 
 
 def code_blocks(page):
@@ -89,7 +102,19 @@ def _capped_epochs(train):
 
 @pytest.fixture
 def small_size(monkeypatch, tmp_path):
-    """Small data and short training; files written by the pages go to tmp."""
+    """Small data and short training; files written by the pages go to tmp.
+
+    skmm's configuration (and the environment variable ``set_config``
+    exports) comes back as it was, so that a page cannot change the tests
+    that run after it.
+    """
+    config = skmm.get_config()
+    monkeypatch.delenv("SKMM_CACHE_DIR", raising=False)
+    yield from _small_size(monkeypatch, tmp_path)
+    skmm.set_config(**config)
+
+
+def _small_size(monkeypatch, tmp_path):
     for name in ("make_multimodal_classification", "make_multimodal_regression"):
         monkeypatch.setattr(
             skmm.datasets, name, _capped_rows(getattr(skmm.datasets, name))
@@ -101,7 +126,7 @@ def small_size(monkeypatch, tmp_path):
             _capped_epochs(getattr(_BaseFusionEstimator, name)),
         )
     monkeypatch.chdir(tmp_path)
-    return monkeypatch
+    yield monkeypatch
 
 
 def test_the_pages_have_code_blocks():
@@ -158,6 +183,9 @@ def test_code_blocks_run(page, small_size, tmp_path):
         for line, code, needs_data in blocks:
             if needs_data and not SHARED_DATA.is_dir():
                 pytest.skip(f"{page.name}:{line} needs the data in {SHARED_DATA}")
+            module = required_module(page, line)
+            if module and importlib.util.find_spec(module) is None:
+                continue
             small_size.chdir(ROOT if needs_data else tmp_path)
             with warnings.catch_warnings():
                 # A grid search hides a failed candidate behind a warning.

@@ -76,7 +76,9 @@ def test_lazy_images_recipe(tmp_path):
         path = tmp_path / f"{i}.jpg"
         Image.fromarray(rng.randint(0, 256, (20, 20, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
-    df = pd.DataFrame({"photo": paths, "price": rng.normal(size=40)})
+    df = pd.DataFrame(
+        {"image": paths, "num_0": rng.normal(size=40), "num_1": rng.normal(size=40)}
+    )
     y = np.arange(40) % 2
     namespace = {"df": df, "y": y}
     exec(compile(_recipe("lazy-images"), str(USER_GUIDE), "exec"), namespace)

@@ -182,6 +182,23 @@ def test_a_whole_text_image_tabular_pipeline_round_trips(data, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
+@pytest.mark.parametrize("output", ["pixels", "lazy"])
+def test_a_trainable_cnn_tower_with_augmentation_round_trips(output, data, tmp_path):
+    X, y = data["frame"], data["y"]
+    encoder = CNNImageEncoder(
+        image_size=8, channels=(4,), output=output, augment=True, random_state=0
+    )
+    fusion = MultimodalFusion(
+        [
+            ("image", encoder, "image"),
+            ("numeric", StandardScaler(), ["num_0", "num_1"]),
+        ]
+    )
+    model = make_pipeline(fusion, FusionClassifier(**FAST)).fit(X, y)
+    loaded = _round_trip(model, tmp_path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
 def test_training_continues_after_loading_with_the_optimizer_state(data, tmp_path):
     X, y = data["numbers"], data["tasks"]["label"].to_numpy()
     model = FusionClassifier(warm_start=True, **FAST).fit(X, y)
