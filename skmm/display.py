@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skmm._estimators import _BaseFusionEstimator
-from skmm.inspection import _blocks_and_model
+from skmm.inspection import _pyplot, gate_values
 
 __all__ = ["GateValuesDisplay", "TrainingHistoryDisplay"]
 
@@ -27,16 +27,6 @@ _NOT_SCORES = {
     "train_batch_count",
     "valid_batch_count",
 }
-
-
-def _pyplot(owner):
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            f"{owner}.plot needs matplotlib; install it with pip install matplotlib."
-        ) from exc
-    return plt
 
 
 def _final_estimator(estimator):
@@ -321,10 +311,7 @@ class GateValuesDisplay:
                 "GateValuesDisplay needs a model with fusion='gated'; this one "
                 f"uses fusion={getattr(final, 'fusion', None)!r}."
             )
-        blocks, model = _blocks_and_model(estimator, X)
-        if isinstance(model, Pipeline) and len(model) > 1:
-            blocks = model[:-1].transform(blocks)
-        display = cls(final.gate_values(blocks), kind=kind)
+        display = cls(gate_values(estimator, X), kind=kind)
         return display.plot(ax=ax)
 
     def plot(self, ax=None):

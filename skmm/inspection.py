@@ -60,6 +60,16 @@ def _blocks_and_model(estimator, X):
     return X, estimator
 
 
+def _pyplot(owner):
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            f"{owner}.plot needs matplotlib; install it with pip install matplotlib."
+        ) from exc
+    return plt
+
+
 def _run_final_step(estimator, X, method):
     """``method`` of the last step, on ``X`` transformed by the steps before."""
     if isinstance(estimator, Pipeline):
@@ -490,13 +500,7 @@ class ModalityImportanceDisplay:
         display : ModalityImportanceDisplay
             ``self``, with ``bars_``, ``ax_`` and ``figure_`` set.
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError(
-                "ModalityImportanceDisplay.plot needs matplotlib; install it with "
-                "pip install matplotlib."
-            ) from exc
+        plt = _pyplot(type(self).__name__)
         importances = pd.DataFrame(self.importances)
         mean = importances.mean(axis=1).sort_values()
         std = importances.std(axis=1, ddof=0)[mean.index]
