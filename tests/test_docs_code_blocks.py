@@ -188,8 +188,10 @@ def test_code_blocks_run(page, small_size, tmp_path):
                 continue
             small_size.chdir(ROOT if needs_data else tmp_path)
             with warnings.catch_warnings():
-                # A grid search hides a failed candidate behind a warning.
+                # A grid search hides a failed candidate, and a search or
+                # cross-validation a failed scorer, behind a warning.
                 warnings.simplefilter("error", FitFailedWarning)
+                warnings.filterwarnings("error", message="Scoring failed")
                 try:
                     exec(compile(code, f"{page}:{line}", "exec"), namespace)
                 except Exception as exc:

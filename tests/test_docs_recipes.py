@@ -83,6 +83,6 @@ def test_lazy_images_recipe(tmp_path):
     namespace = {"df": df, "y": y}
     exec(compile(_recipe("lazy-images"), str(USER_GUIDE), "exec"), namespace)
 
-    model = namespace["model"]
+    model = namespace["lazy_model"]
     assert isinstance(model[0].transform(df)["image"], LazyBlock)
     assert model.predict(df).shape == (40,)
