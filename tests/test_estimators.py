@@ -317,6 +317,7 @@ def test_multitask_regression_loss_per_task_is_checked():
         tasks=tasks, regression_loss={"value": "absolute_error"}, max_epochs=2
     )
     assert list(model.fit(X, Y).predict(X[:2]).columns) == ["label", "value"]
+    assert model.net_.criterion_.regression_losses == {"value": "absolute_error"}
     with pytest.raises(ValueError, match="task 'label', which is a classification"):
         FusionMultiTask(tasks=tasks, regression_loss={"label": "huber"}).fit(X, Y)
     with pytest.raises(
@@ -325,3 +326,26 @@ def test_multitask_regression_loss_per_task_is_checked():
         FusionMultiTask(tasks=tasks, regression_loss={"x": "huber"}).fit(X, Y)
     with pytest.raises(ValueError, match=r"regression_loss\['value'\] is 'l1'"):
         FusionMultiTask(tasks=tasks, regression_loss={"value": "l1"}).fit(X, Y)
+
+
+def test_multitask_regression_loss_reaches_the_regression_head():
+    from skmm import FusionMultiTask
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 4))
+    Y = pd.DataFrame(
+        {"label": X[:, 0] > 0, "value": X[:, 1] + 0.3 * rng.standard_cauchy(600)}
+    )
+    tasks = {"label": "classification", "value": "regression"}
+
+    def median_error(**params):
+        model = FusionMultiTask(tasks=tasks, max_epochs=30, random_state=0, **params)
+        pred = model.fit(X[:400], Y[:400]).predict(X[400:])["value"]
+        return np.median(np.abs(pred - X[400:, 1])), pred
+
+    squared, _ = median_error()
+    absolute, pred_all = median_error(regression_loss="absolute_error")
+    _, pred_by_task = median_error(regression_loss={"value": "absolute_error"})
+    assert absolute < 0.5 * squared
+    # One name for every regression task is the same as naming each.
+    np.testing.assert_array_equal(pred_by_task, pred_all)
