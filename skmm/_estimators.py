@@ -37,6 +37,7 @@ from skmm.nn._data import BatchIterator, BlockDataset, input_statistics
 from skmm.nn._fusion_layers import FUSION_STRATEGIES
 from skmm.nn._fusion_network import FusionNetwork
 from skmm.nn._losses import REGRESSION_LOSSES, MultiTaskLoss
+from skmm.nn._parallel import broadcast_seed, setup_data_parallel, world
 from skmm.nn._skorch_net import (
     FusionNeuralNet,
     TrainingDiverged,
@@ -186,6 +187,18 @@ torch optimizer class, default="adam"
         model keeps the uncompiled network (same weights), so that it
         pickles and loads anywhere; continuing a fit with ``warm_start``
         trains it uncompiled.
+    data_parallel : bool, default=False
+        Train one model over several processes at once, as torch's
+        ``DistributedDataParallel`` does: start the script with ``torchrun``
+        (``torchrun --nproc_per_node=4 train.py``, one process per GPU);
+        each process fits the estimator on the same data, trains on its
+        share of every batch on its own GPU (``cuda:LOCAL_RANK``) or CPU,
+        and averages its gradients with the others' before each step, so
+        that every process ends with the same model. ``batch_size`` is the
+        size of the whole batch, shared out between the processes: the
+        steps are those of one process training on all the rows. ``fit``
+        raises when the script was not started so. See the GPU page of the
+        documentation.
     n_threads : int, default=None
         torch intra-op threads used by ``fit`` and the prediction methods,
         set for their duration and restored afterwards. ``None``: one thread
@@ -264,6 +277,7 @@ class _BaseFusionEstimator(BaseEstimator):
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "compile": ["boolean"],
+        "data_parallel": ["boolean"],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -295,6 +309,7 @@ class _BaseFusionEstimator(BaseEstimator):
         device="auto",
         precision="32",
         compile=False,
+        data_parallel=False,
         n_threads=None,
         verbose=0,
         random_state=None,
@@ -322,6 +337,7 @@ class _BaseFusionEstimator(BaseEstimator):
         self.device = device
         self.precision = precision
         self.compile = compile
+        self.data_parallel = data_parallel
         self.n_threads = n_threads
         self.verbose = verbose
         self.random_state = random_state
@@ -480,8 +496,11 @@ class _BaseFusionEstimator(BaseEstimator):
         """Build the network for ``blocks`` and ``targets``; return the fitted net."""
         device = resolve_device(self.device)
         check_precision(self.precision, device)
-        self.device_ = str(device)
         (seed,) = fit_seeds(self.random_state, 1)
+        if self.data_parallel:
+            device = setup_data_parallel(device)
+            seed = broadcast_seed(seed, device)
+        self.device_ = str(device)
         tasks = {task: t.kind for task, t in targets.items()}
         train_ds, valid_ds, early_stopping = self._datasets(
             blocks, targets, sample_weight, seed
@@ -516,10 +535,13 @@ class _BaseFusionEstimator(BaseEstimator):
             iterator_train__shuffle=True,
             iterator_train__generator=make_generator(seed),
             iterator_train__pin_memory=self.device_ != "cpu",
+            iterator_train__data_parallel=self.data_parallel,
+            iterator_valid__data_parallel=self.data_parallel,
             train_split=None if valid_ds is None else predefined_split(valid_ds),
             callbacks=self._callbacks(early_stopping),
             device=self.device_,
             precision=self.precision,
+            data_parallel=self.data_parallel,
             compile=self.compile,
             verbose=self._verbose(),
             callbacks__print_log__sink=self._sink(),
@@ -537,6 +559,9 @@ class _BaseFusionEstimator(BaseEstimator):
     def _continue_training(self, blocks, targets, sample_weight):
         """Train a copy of ``net_`` for ``max_epochs`` more epochs; return it."""
         (seed,) = fit_seeds(self.random_state, 1)
+        if self.data_parallel:
+            setup_data_parallel(torch.device(self.net_.device))
+            seed = broadcast_seed(seed, torch.device(self.net_.device))
         # Another seed per continuation, so that it does not replay the
         # shuffling and dropout draws of the first epochs.
         seed = (seed + len(self.net_.history)) % np.iinfo(np.int32).max
@@ -552,6 +577,9 @@ class _BaseFusionEstimator(BaseEstimator):
         net.callbacks__print_log__sink = self._sink()
         net.train_split = None if valid_ds is None else predefined_split(valid_ds)
         net.iterator_train__generator = make_generator(seed)
+        net.data_parallel = self.data_parallel
+        net.iterator_train__data_parallel = self.data_parallel
+        net.iterator_valid__data_parallel = self.data_parallel
         # Set as attributes, then initialised: skorch's set_params would
         # initialise the callbacks before taking the new list, and rebuild
         # the module for an iterator parameter.
@@ -562,6 +590,9 @@ class _BaseFusionEstimator(BaseEstimator):
 
     def _run_training(self, net, train_ds, blocks, seed, fit):
         """Run ``fit`` (the net's ``fit`` or ``partial_fit``) on ``train_ds``."""
+        if self.data_parallel:
+            # Dropout masks of its own for each process's rows.
+            seed = (seed + world()[0]) % np.iinfo(np.int32).max
         try:
             with stochastic_layers(make_generator(seed, self.device_)):
                 fit(train_ds, y=None)

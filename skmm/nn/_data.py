@@ -17,6 +17,7 @@ from scipy import sparse
 from torch.utils.data import Dataset
 
 from skmm._blocks import LazyBlock
+from skmm.nn._parallel import shard
 
 __all__ = ["BatchIterator", "BlockDataset", "input_statistics"]
 
@@ -159,16 +160,28 @@ class BatchIterator:
         Source of the permutations, for reproducible shuffling.
     pin_memory : bool, default=False
         Pin each batch so its copy to a GPU can run asynchronously.
+    data_parallel : bool, default=False
+        Yield only this process's share of each batch's rows, for
+        data-parallel training (see :mod:`skmm.nn._parallel`); the
+        processes draw the same permutations from generators of the same
+        seed.
     """
 
     def __init__(
-        self, dataset, batch_size, shuffle=False, generator=None, pin_memory=False
+        self,
+        dataset,
+        batch_size,
+        shuffle=False,
+        generator=None,
+        pin_memory=False,
+        data_parallel=False,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.pin_memory = pin_memory
+        self.data_parallel = data_parallel
 
     def __len__(self):
         return (len(self.dataset) + self.batch_size - 1) // self.batch_size
@@ -182,6 +195,9 @@ class BatchIterator:
             else order[start : start + self.batch_size]
             for start in range(0, n, self.batch_size)
         ]
+        if self.data_parallel:
+            shares = (shard(rows) for rows in row_batches)
+            row_batches = [rows for rows in shares if rows is not None]
         for Xb, yb in self.dataset.batches(row_batches):
             if self.pin_memory:
                 Xb = {k: v.pin_memory() for k, v in Xb.items()}

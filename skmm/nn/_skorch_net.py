@@ -45,6 +45,7 @@ from skorch.dataset import get_len, unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_numpy
 
+from skmm.nn import _parallel
 from skmm.utils._device import autocast
 
 __all__ = [
@@ -117,15 +118,25 @@ class FusionNeuralNet(NeuralNet):
     precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
         The precision of the forward pass; see the module docstring.
         ``"16-mixed"`` needs a CUDA device.
+    data_parallel : bool, default=False
+        Train as one of the processes of a data-parallel launch: start from
+        process 0's weights, average the gradients of every step over the
+        processes and record the losses of whole batches (see
+        :mod:`skmm.nn._parallel`). The iterators must then yield this
+        process's share of each batch (``BatchIterator(data_parallel=True)``).
     """
 
-    # What a net pickled before ``precision`` existed trained in.
+    # What a net pickled before these parameters existed trained with.
     precision = "32"
+    data_parallel = False
 
-    def __init__(self, *args, targets=None, precision="32", **kwargs):
+    def __init__(
+        self, *args, targets=None, precision="32", data_parallel=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.targets = targets
         self.precision = precision
+        self.data_parallel = data_parallel
 
     # -- callbacks -----------------------------------------------------------
 
@@ -190,6 +201,11 @@ class FusionNeuralNet(NeuralNet):
         on_begin = self._hooks("on_batch_begin")
         on_end = self._hooks("on_batch_end")
         self._set_training(training)
+        parallel = self.data_parallel
+        if parallel and not training:
+            # Buffers that training updates (a fine-tuned backbone's batch
+            # statistics) follow each process's share: validate with process 0's.
+            self._broadcast_modules()
         history = self.history
         # A plain History takes the batch entries as one dict update; a
         # DistributedHistory needs its own record_batch.
@@ -200,13 +216,17 @@ class FusionNeuralNet(NeuralNet):
             for hook in on_begin:
                 hook(self, batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            loss = step["loss"].item()
+            loss, size = step["loss"].item(), _batch_len(batch)
+            if parallel:
+                loss, size = _parallel.reduce_batch_loss(
+                    loss, size, torch.device(self.device)
+                )
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"the {prefix} loss became {loss} at epoch {len(history)}, "
                     f"batch {batch_count + 1}"
                 )
-            entries = {loss_key: loss, size_key: _batch_len(batch)}
+            entries = {loss_key: loss, size_key: size}
             if direct:
                 list.__getitem__(history, -1)["batches"][-1].update(entries)
             else:
@@ -218,14 +238,29 @@ class FusionNeuralNet(NeuralNet):
         history.record(prefix + "_batch_count", batch_count)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if self.data_parallel:
+            self._broadcast_modules()
         try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+            super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt as exc:
             # skorch's EarlyStopping stops training with a KeyboardInterrupt
             # too: that one is the normal end of training.
-            if self._stopped_early():
-                raise
-            raise TrainingInterrupted("Training was interrupted.") from exc
+            if not self._stopped_early():
+                raise TrainingInterrupted("Training was interrupted.") from exc
+            if self.data_parallel:
+                self._broadcast_modules()
+            raise
+        if self.data_parallel:
+            self._broadcast_modules()
+        return self
+
+    def _broadcast_modules(self):
+        """Give every process process 0's weights and buffers."""
+        device = torch.device(self.device)
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_", None)
+            if isinstance(module, torch.nn.Module):
+                _parallel.broadcast_module(module, device)
 
     def _stopped_early(self):
         return any(
@@ -258,6 +293,11 @@ class FusionNeuralNet(NeuralNet):
             self._zero_grad_optimizer()
             step = self.train_step_single(batch, **fit_params)
             step_accumulator.store_step(step)
+            if self.data_parallel:
+                _parallel.average_gradients(
+                    (p for _, p in self.get_all_learnable_params()),
+                    _batch_len(batch),
+                )
             if scaler is not None:
                 for name in self._optimizers:
                     scaler.unscale_(getattr(self, name + "_"))
