@@ -64,7 +64,7 @@ def run(name, repeats, env):
             command += ["--json", json_path]
             if repeats is not None:
                 command += ["--repeats", str(repeats)]
-        print(f"\n=== {script} {' '.join(fixed)} ===", flush=True)
+        print(f"\n=== {' '.join([script, *fixed])} ===", flush=True)
         start = time.perf_counter()
         status = subprocess.run(command, env=env).returncode
         print(f"({time.perf_counter() - start:.0f} s)", flush=True)
