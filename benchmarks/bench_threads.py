@@ -14,11 +14,8 @@ unset for the runs):
 
 each without and with one competing CPU-bound process (a Python busy loop).
 A run that exceeds ``--timeout`` seconds is stopped and reported as such.
-
-Then a scaling table: fit time and peak memory of a text + tabular
-``FusionClassifier`` (TF-IDF + StandardScaler, 5 epochs, no early stopping)
-at 1k, 4k and 16k synthetic rows, beside ``LogisticRegression`` fitted on the
-same TF-IDF (encoding timed apart), each size in a fresh process.
+(The scaling of fit time and memory with the number of rows is measured by
+``bench_scaling.py``.)
 
 Run: ``python benchmarks/bench_threads.py`` (``--max-epochs 20`` shortens the
 quickstart's fits for a quick look; the table says which was run).
@@ -26,7 +23,6 @@ quickstart's fits for a quick look; the table says which was run).
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -74,55 +70,12 @@ def quickstart(n_threads, max_epochs):
     return cross_val_score(search.best_estimator_, df, y, cv=5).mean()
 
 
-def scaling(n_samples):
-    """Fit times of the fusion model and of LogisticRegression on ``n_samples``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from skmm import FusionClassifier, MultimodalFusion, TfidfTextEncoder
-    from skmm.datasets import make_multimodal_classification
-
-    df, y = make_multimodal_classification(
-        n_samples=n_samples, image_size=4, random_state=0
-    )
-    fusion = MultimodalFusion(
-        [
-            ("text", TfidfTextEncoder(), ["text"]),
-            ("numeric", StandardScaler(), ["num_0", "num_1"]),
-        ]
-    )
-    start = time.perf_counter()
-    blocks = fusion.fit_transform(df, y)
-    encode = time.perf_counter() - start
-    start = time.perf_counter()
-    FusionClassifier(
-        max_epochs=5, early_stopping=False, device="cpu", random_state=0
-    ).fit(blocks, y)
-    fusion_time = time.perf_counter() - start
-    flat = MultimodalFusion(
-        [
-            ("text", TfidfTextEncoder(), ["text"]),
-            ("numeric", StandardScaler(), ["num_0", "num_1"]),
-        ],
-        output="flat",
-    ).fit_transform(df, y)
-    start = time.perf_counter()
-    LogisticRegression(max_iter=1000).fit(flat, y)
-    logistic = time.perf_counter() - start
-    return encode, fusion_time, logistic
-
-
 def _child(args):
     start = time.perf_counter()
-    if args.child == "quickstart":
-        n_threads = None if args.mode == "after" else torch.get_num_threads()
-        score = quickstart(n_threads, args.max_epochs)
-        seconds = time.perf_counter() - start
-        print(f"RESULT {seconds:.3f} {score:.4f} {torch.get_num_threads()}")
-    else:
-        encode, fusion_time, logistic = scaling(args.rows)
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"RESULT {encode:.3f} {fusion_time:.3f} {logistic:.3f} {peak_mib:.1f}")
+    n_threads = None if args.mode == "after" else torch.get_num_threads()
+    score = quickstart(n_threads, args.max_epochs)
+    seconds = time.perf_counter() - start
+    print(f"RESULT {seconds:.3f} {score:.4f} {torch.get_num_threads()}")
 
 
 def _run_child(extra, timeout):
@@ -210,54 +163,13 @@ def main(args):
         )
     )
 
-    lines = []
-    for rows in args.rows_list:
-        result = _run_child(["--child", "scaling", "--rows", str(rows)], args.timeout)
-        if result is None:
-            lines.append((rows, f"> {args.timeout}", "-", "-", "-", "-"))
-            continue
-        encode, fusion_time, logistic, peak = result
-        lines.append(
-            (
-                f"{rows:,}",
-                f"{encode:.2f}",
-                f"{fusion_time:.2f}",
-                f"{1e6 * fusion_time / rows:.0f}",
-                f"{logistic:.2f}",
-                f"{fusion_time / logistic:.1f}",
-                f"{peak:.0f}",
-            )
-        )
-    print(
-        "\nScaling: text (TF-IDF) + tabular, FusionClassifier 5 epochs without "
-        "early stopping vs LogisticRegression on the same TF-IDF"
-    )
-    print(
-        _table(
-            (
-                "rows",
-                "encode (s)",
-                "fusion fit (s)",
-                "fusion us/row",
-                "logistic fit (s)",
-                "fusion / logistic",
-                "peak RSS (MiB)",
-            ),
-            lines,
-        )
-    )
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--timeout", type=int, default=600)
-    parser.add_argument(
-        "--rows-list", type=int, nargs="+", default=[1_000, 4_000, 16_000]
-    )
-    parser.add_argument("--child", choices=["quickstart", "scaling"], default=None)
+    parser.add_argument("--child", choices=["quickstart"], default=None)
     parser.add_argument("--mode", choices=["before", "after"], default="after")
-    parser.add_argument("--rows", type=int, default=None)
     args = parser.parse_args()
     if args.child:
         _child(args)

@@ -1,6 +1,15 @@
-"""Run every benchmark, each in its own process, and print one summary table.
+"""Run the benchmarks, each in its own process, and print one summary table.
 
     python benchmarks/run_all.py [--only training_loop text ...] [--repeats N]
+    python benchmarks/run_all.py --all          # also the four longer scripts
+
+By default the scripts of ``DEFAULT`` run (``make bench``). ``--all`` adds
+those of ``EXTRA``: ``bench_lazy_images.py --quick`` (writes 10,000 image
+files), ``bench_threads.py`` (starts competing processes),
+``bench_distributed.py`` (starts Dask clusters) and ``gpu_check.py`` (a
+CUDA GPU; without one it says so and succeeds); ``--only`` picks any of
+them by name. The last three print their own tables and add no
+line to the summary.
 
 Each script prints its own details as it runs; the table at the end has one
 line per item: skmm's figure, the alternative's, their ratio, the target and
@@ -25,20 +34,45 @@ import time
 from _utils import format_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHMARKS = ["training_loop", "text", "images", "memory", "latency", "cache"]
+# name: (script, whether it writes summary rows (and takes --json and
+# --repeats), its fixed arguments)
+SCRIPTS = {
+    "training_loop": ("bench_training_loop.py", True, []),
+    "text": ("bench_text.py", True, []),
+    "images": ("bench_images.py", True, []),
+    "memory": ("bench_memory.py", True, []),
+    "latency": ("bench_latency.py", True, []),
+    "cache": ("bench_cache.py", True, []),
+    "scaling": ("bench_scaling.py", True, []),
+    "lazy_images": ("bench_lazy_images.py", True, ["--quick"]),
+    "threads": ("bench_threads.py", False, []),
+    "distributed": ("bench_distributed.py", False, []),
+    "gpu_check": ("gpu_check.py", False, []),
+}
+DEFAULT = ["training_loop", "text", "images", "memory", "latency", "cache", "scaling"]
+EXTRA = [name for name in SCRIPTS if name not in DEFAULT]
 
 
-def run(name, extra_args, env):
-    """Run ``bench_{name}.py``; return its rows, or None when it failed."""
-    script = os.path.join(HERE, f"bench_{name}.py")
+def run(name, repeats, env):
+    """Run the script ``name``; return its rows ([] for a script without
+    any), or None when it failed."""
+    script, has_rows, fixed = SCRIPTS[name]
     with tempfile.TemporaryDirectory() as tmp:
         json_path = os.path.join(tmp, "rows.json")
-        command = [sys.executable, script, "--json", json_path, *extra_args]
-        print(f"\n=== {os.path.basename(script)} ===", flush=True)
+        command = [sys.executable, os.path.join(HERE, script), *fixed]
+        if has_rows:
+            command += ["--json", json_path]
+            if repeats is not None:
+                command += ["--repeats", str(repeats)]
+        print(f"\n=== {' '.join([script, *fixed])} ===", flush=True)
         start = time.perf_counter()
         status = subprocess.run(command, env=env).returncode
         print(f"({time.perf_counter() - start:.0f} s)", flush=True)
-        if status != 0 or not os.path.exists(json_path):
+        if status != 0:
+            return None
+        if not has_rows:
+            return []
+        if not os.path.exists(json_path):
             return None
         with open(json_path) as f:
             return json.load(f)
@@ -46,9 +80,21 @@ def run(name, extra_args, env):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
     parser.add_argument(
-        "--repeats", type=int, default=None, help="passed on to every script"
+        "--only",
+        nargs="+",
+        choices=list(SCRIPTS),
+        default=None,
+        help=f"run these scripts only (default: {' '.join(DEFAULT)})",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help=f"also run {', '.join(EXTRA)}"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="passed on to every script that writes summary rows",
     )
     parser.add_argument(
         "--omp-wait-policy",
@@ -57,14 +103,16 @@ def main():
         help="OMP_WAIT_POLICY of the scripts, unless the environment sets it",
     )
     args = parser.parse_args()
-    extra = [] if args.repeats is None else ["--repeats", str(args.repeats)]
+    if args.only is not None and args.all:
+        parser.error("--only and --all do not go together")
+    names = args.only or (DEFAULT + EXTRA if args.all else DEFAULT)
     env = dict(os.environ)
     if args.omp_wait_policy != "unset":
         env.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy)
 
     rows, failed = [], []
-    for name in args.only:
-        result = run(name, extra, env)
+    for name in names:
+        result = run(name, args.repeats, env)
         if result is None:
             failed.append(name)
         else:

@@ -37,6 +37,7 @@ from skmm.utils._sklearn_compat import (
     _fit_context,
     validate_data,
 )
+from skmm.utils._threads import torch_threads
 
 __all__ = ["CrossModalAligner"]
 
@@ -126,6 +127,12 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         ``"cuda:N"``, or ``"auto"`` (resolved in :term:`fit`, as for the
         fusion estimators) for a GPU when one is visible. The fitted
         projections are kept on the CPU, where :meth:`transform` runs.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit``, :meth:`transform` and
+        :meth:`transform_modality`, set for their duration and restored
+        afterwards. ``None``: one thread, as for a fusion estimator's
+        feature-vector towers: the projections are too small to gain from
+        more, and much slower with more on a loaded machine.
     verbose : int, default=0
         Report the training loss of each epoch on stderr. 0 follows
         ``skmm.get_config()["verbose"]``.
@@ -194,6 +201,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -211,6 +219,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         lr=1e-2,
         weight_decay=0.0,
         device="auto",
+        n_threads=None,
         verbose=0,
         random_state=None,
     ):
@@ -224,6 +233,7 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
         self.random_state = random_state
 
@@ -258,9 +268,10 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
                 projection_b = _make_projection(
                     X_b.shape[1], self.n_components, self.hidden_dim
                 )
-            self.loss_curve_ = self._train(
-                projection_a, projection_b, X_a, X_b, device, shuffle_seed
-            )
+            with torch_threads(self._n_threads()):
+                self.loss_curve_ = self._train(
+                    projection_a, projection_b, X_a, X_b, device, shuffle_seed
+                )
             self.projection_a_ = projection_a.cpu().eval()
             self.projection_b_ = projection_b.cpu().eval()
         return self
@@ -486,6 +497,10 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
         X = _standardise(X, self.mean_[index], self.scale_[index])
         return torch.from_numpy(X).to(device)
 
+    def _n_threads(self):
+        # An aligner pickled before n_threads existed uses the default.
+        return getattr(self, "n_threads", None) or 1
+
     def _project(self, index, X):
         """L2-normalised projections of the rows of one modality's block."""
         projection = (self.projection_a_, self.projection_b_)[index]
@@ -494,7 +509,8 @@ class CrossModalAligner(TransformerMixin, BaseEstimator):
             z = projection(self._batch(index, X[rows], "cpu"))
             return F.normalize(z, dim=1).numpy()
 
-        batches = run_in_batches(project, X.shape[0], _TRANSFORM_BATCH_SIZE)
+        with torch_threads(self._n_threads()):
+            batches = run_in_batches(project, X.shape[0], _TRANSFORM_BATCH_SIZE)
         if not batches:
             return np.empty((0, self.n_components), dtype=np.float32)
         return np.concatenate(batches)

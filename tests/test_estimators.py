@@ -349,3 +349,31 @@ def test_multitask_regression_loss_reaches_the_regression_head():
     assert absolute < 0.5 * squared
     # One name for every regression task is the same as naming each.
     np.testing.assert_array_equal(pred_by_task, pred_all)
+
+
+def test_sparse_blocks_are_densified_one_batch_at_a_time(monkeypatch):
+    from scipy import sparse
+
+    rng = np.random.RandomState(0)
+    # More rows than a prediction batch (1,024 rows).
+    n_samples = 1100
+    text = sparse.random(n_samples, 50, density=0.05, format="csr", random_state=rng)
+    numbers = rng.normal(size=(n_samples, 2))
+    y = (numbers[:, 0] > 0).astype(int)
+    densified = []
+    for cls in (sparse.csr_matrix, sparse.csr_array, sparse.coo_matrix):
+        toarray = cls.toarray
+
+        def recording(self, *args, _toarray=toarray, **kwargs):
+            densified.append(self.shape[0])
+            return _toarray(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "toarray", recording)
+    X = ModalityBlocks({"text": text, "numbers": numbers})
+    clf = FusionClassifier(
+        max_epochs=2, batch_size=32, early_stopping=True, device="cpu", random_state=0
+    ).fit(X, y)
+    assert densified and max(densified) <= 32
+    densified.clear()
+    clf.predict_proba(X)
+    assert densified and max(densified) < n_samples

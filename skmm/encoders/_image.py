@@ -23,6 +23,7 @@ from skmm.utils._cache import block_key, cached, content_key, params_key
 from skmm.utils._device import resolve_device
 from skmm.utils._progress import epoch_reporter
 from skmm.utils._sklearn_compat import Interval, StrOptions, _fit_context
+from skmm.utils._threads import torch_threads
 from skmm.utils._validation import is_missing
 
 __all__ = ["CNNImageEncoder"]
@@ -129,6 +130,12 @@ class CNNImageEncoder(BaseImageEncoder):
         :obj:`joblib.parallel_backend` context; -1 means all processors.
         With ``output="lazy"``, the lazy block decodes its batches in
         ``n_jobs`` worker processes (``None``: 1) ahead of the network.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit`` and ``transform``, set for their
+        duration and restored afterwards. ``None``: torch's current number of
+        threads (lowered already by ``OMP_NUM_THREADS`` in the worker
+        processes of joblib and Dask), at most one per physical core, as for
+        a fusion estimator with an image or pretrained tower.
     base_dir : str or path-like, default=None
         Folder that relative image paths are read from, such as the folder
         of the CSV file that lists them. ``None`` reads them from the
@@ -204,8 +211,8 @@ class CNNImageEncoder(BaseImageEncoder):
     cache shared by the whole process (512 MiB at most, least recently used
     out first), under a hash of its class, its parameters
     (``random_state`` through the seed it yields, ``device`` through the
-    device it resolves to; ``n_jobs``, ``verbose`` and ``cache`` do not
-    count) and the data: the cells and, for file paths, a hash of each
+    device it resolves to; ``n_jobs``, ``n_threads``, ``verbose`` and
+    ``cache`` do not count) and the data: the cells and, for file paths, a hash of each
     file's bytes, so that a file changed in place is read again even when it
     keeps its size and modification time. A clone
     fitted on the same data, as in every candidate of a grid search that
@@ -234,6 +241,7 @@ class CNNImageEncoder(BaseImageEncoder):
     # base_dir enters the cache keys through the resolved paths instead.
     _cache_ignores = (
         "n_jobs",
+        "n_threads",
         "verbose",
         "device",
         "cache",
@@ -253,6 +261,7 @@ class CNNImageEncoder(BaseImageEncoder):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "augment": ["boolean", dict, None],
         "n_jobs": [Integral, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "base_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
         "device": [str, torch.device],
@@ -274,6 +283,7 @@ class CNNImageEncoder(BaseImageEncoder):
         lr=1e-3,
         augment=False,
         n_jobs=None,
+        n_threads=None,
         base_dir=None,
         verbose=0,
         device="auto",
@@ -291,6 +301,7 @@ class CNNImageEncoder(BaseImageEncoder):
         self.lr = lr
         self.augment = augment
         self.n_jobs = n_jobs
+        self.n_threads = n_threads
         self.base_dir = base_dir
         self.verbose = verbose
         self.device = device
@@ -373,7 +384,7 @@ class CNNImageEncoder(BaseImageEncoder):
 
         A fit that fails or is interrupted leaves the encoder as it was.
         """
-        with restored_on_failure(self):
+        with restored_on_failure(self), torch_threads(self._n_threads()):
             return self._fit_unguarded(X, y, transform=transform)
 
     def _fit_unguarded(self, X, y, *, transform):

@@ -44,6 +44,7 @@ from skmm.utils._device import resolve_device, runs_on_gpu
 from skmm.utils._prefetch import n_workers_for
 from skmm.utils._progress import effective_verbose, report, track
 from skmm.utils._sklearn_compat import _check_feature_names_in
+from skmm.utils._threads import shared_n_threads, torch_threads
 from skmm.utils._validation import check_column_block, resolve_paths
 
 __all__ = ["BaseImageEncoder"]
@@ -97,7 +98,8 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
                 f"{columns}); transform needs the same kind of block."
             )
         device = resolve_device(self.device, fitting=False)
-        return self._transform_block(X, columns, device)
+        with torch_threads(self._n_threads()):
+            return self._transform_block(X, columns, device)
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names for transformation.
@@ -193,6 +195,11 @@ class BaseImageEncoder(TransformerMixin, BaseEstimator):
     def _tower_training(self):
         """``(trainable, lr)`` of the tower handed over by ``output="pixels"``."""
         return True, None
+
+    def _n_threads(self):
+        """torch threads of ``fit`` and ``transform``; see ``n_threads``."""
+        # An encoder pickled before n_threads existed uses the default.
+        return getattr(self, "n_threads", None) or shared_n_threads()
 
     def _verbose(self):
         """The progress level: ``verbose``, or the global one when it is 0."""

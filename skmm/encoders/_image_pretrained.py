@@ -22,6 +22,7 @@ from skmm.nn._training import run_in_batches, seeded_init
 from skmm.utils._cache import module_key
 from skmm.utils._device import resolve_device
 from skmm.utils._sklearn_compat import Interval, StrOptions, _fit_context
+from skmm.utils._threads import torch_threads
 
 __all__ = ["PretrainedImageEncoder"]
 
@@ -130,6 +131,12 @@ class PretrainedImageEncoder(BaseImageEncoder):
         Worker processes decoding and resizing image files, in chunks, while
         the main process runs the network. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; -1 means all processors.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit`` and ``transform``, set for their
+        duration and restored afterwards. ``None``: torch's current number of
+        threads (lowered already by ``OMP_NUM_THREADS`` in the worker
+        processes of joblib and Dask), at most one per physical core, as for
+        a fusion estimator with an image or pretrained tower.
     verbose : int, default=0
         Report progress on stderr: the rows encoded (a progress bar if tqdm
         is installed). 0 follows ``skmm.get_config()["verbose"]``.
@@ -192,8 +199,8 @@ class PretrainedImageEncoder(BaseImageEncoder):
     the output, the device, and the cells with the size and modification
     time of the files they name. A clone fitted in a grid search therefore
     decodes and encodes the same images once, whatever the number of
-    candidates. ``n_jobs``, ``verbose``, ``cache``, ``freeze`` and
-    ``tower_lr`` do not enter the key. The cache is never pickled;
+    candidates. ``n_jobs``, ``n_threads``, ``verbose``, ``cache``,
+    ``freeze`` and ``tower_lr`` do not enter the key. The cache is never pickled;
     ``skmm.utils.clear_frozen_cache()`` empties it.
 
     A named backbone is pickled by its name only: unpickling builds it again
@@ -236,6 +243,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "module",
         "weights",
         "n_jobs",
+        "n_threads",
         "verbose",
         "device",
         "cache",
@@ -257,6 +265,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         "tower_lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "base_dir": [str, os.PathLike, None],
         "device": [str, torch.device],
@@ -278,6 +287,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         tower_lr=None,
         batch_size=16,
         n_jobs=None,
+        n_threads=None,
         verbose=0,
         base_dir=None,
         device="auto",
@@ -295,6 +305,7 @@ class PretrainedImageEncoder(BaseImageEncoder):
         self.tower_lr = tower_lr
         self.batch_size = batch_size
         self.n_jobs = n_jobs
+        self.n_threads = n_threads
         self.verbose = verbose
         self.base_dir = base_dir
         self.device = device
@@ -321,9 +332,11 @@ class PretrainedImageEncoder(BaseImageEncoder):
         module = self._build_module(backbone)
         # A backbone reads any image size and states its width; a forward
         # pass at 224 x 224 would cost each clone of a grid search ~0.1 s.
-        self.tower_dim_ = (
-            self._probe_width(module) if backbone is None else backbone.out_features
-        )
+        if backbone is None:
+            with torch_threads(self._n_threads()):
+                self.tower_dim_ = self._probe_width(module)
+        else:
+            self.tower_dim_ = backbone.out_features
         self.module_ = module
         # The packaged backbones run faster on channels-last images, with the
         # same features; a user's module may call view(), which needs

@@ -28,6 +28,7 @@ from skmm.utils._sklearn_compat import (
     _check_feature_names_in,
     _fit_context,
 )
+from skmm.utils._threads import shared_n_threads, torch_threads
 from skmm.utils._validation import check_column_block
 
 __all__ = ["SentenceTextEncoder"]
@@ -239,6 +240,13 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         ``"auto"`` for a GPU when there is one, resolved in :term:`fit` as
         for the fusion estimators. An encoder fitted on a GPU transforms on
         the CPU where there is none.
+    n_threads : int, default=None
+        torch intra-op threads used by ``fit`` and ``transform`` when they
+        run the model, set for their duration and restored afterwards.
+        ``None``: torch's current number of threads (lowered already by
+        ``OMP_NUM_THREADS`` in the worker processes of joblib and Dask), at
+        most one per physical core, as for a fusion estimator with a
+        pretrained tower.
     verbose : int, default=0
         Show progress bars on stderr while loading the model and encoding
         texts (batches of distinct texts). 0 follows
@@ -342,6 +350,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "normalize_embeddings": ["boolean"],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
         "keep_model_in_pickle": ["boolean"],
         "cache": ["boolean"],
@@ -358,6 +367,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         batch_size=64,
         normalize_embeddings=True,
         device="auto",
+        n_threads=None,
         verbose=0,
         keep_model_in_pickle=False,
         cache=True,
@@ -370,6 +380,7 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.normalize_embeddings = normalize_embeddings
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
         self.keep_model_in_pickle = keep_model_in_pickle
         self.cache = cache
@@ -412,11 +423,12 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         model, model_key = _load_sentence_transformer(
             path, resolve_device(self.device), self.verbose
         )
-        embedding_dim = int(
-            model.encode(
-                ["text"], convert_to_numpy=True, show_progress_bar=False
-            ).shape[1]
-        )
+        with torch_threads(self._n_threads()):
+            embedding_dim = int(
+                model.encode(
+                    ["text"], convert_to_numpy=True, show_progress_bar=False
+                ).shape[1]
+            )
         padding_idx = None
         if self.output == "tokens":
             padding_idx = getattr(model.tokenizer, "pad_token_id", None)
@@ -456,7 +468,8 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
         if self.output == "tokens":
             self._check_tokens_fitted()
             return self._tokenize(_block_texts(X, columns))
-        return self._embed(_block_texts(X, columns))
+        with torch_threads(self._n_threads()):
+            return self._embed(_block_texts(X, columns))
 
     @property
     def model_(self):
@@ -595,6 +608,11 @@ class SentenceTextEncoder(TransformerMixin, BaseEstimator):
                 f"'SentenceTextEncoder' object has no attribute {name!r}: it is "
                 "not fitted."
             )
+
+    def _n_threads(self):
+        """torch threads of the model's forward passes; see ``n_threads``."""
+        # An encoder pickled before n_threads existed uses the default.
+        return getattr(self, "n_threads", None) or shared_n_threads()
 
     def _check_tokens_fitted(self):
         if getattr(self, "padding_idx_", None) is None:

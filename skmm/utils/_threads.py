@@ -20,6 +20,12 @@ operations are large enough to share; those get torch's current number of
 threads (which a worker's ``OMP_NUM_THREADS`` has already lowered), at most
 one per physical core. An estimator's ``n_threads`` overrides the rule. The
 number is set for the fit or the prediction only and restored afterwards.
+
+The encoders that compute with torch follow the same rule: the convolutions
+of ``CNNImageEncoder`` and the pretrained networks of
+``PretrainedImageEncoder`` and ``SentenceTextEncoder`` get
+:func:`shared_n_threads`, the small projections of
+``CrossModalAligner`` one thread; their ``n_threads`` overrides it too.
 """
 
 import contextlib
@@ -27,7 +33,7 @@ import contextlib
 import torch
 from joblib import cpu_count
 
-__all__ = ["default_n_threads", "torch_threads"]
+__all__ = ["default_n_threads", "shared_n_threads", "torch_threads"]
 
 
 def default_n_threads(specs):
@@ -45,8 +51,20 @@ def default_n_threads(specs):
     heavy = any(
         spec.kind == "image" or spec.tower is not None for spec in specs.values()
     )
-    if not heavy:
-        return 1
+    return shared_n_threads() if heavy else 1
+
+
+def shared_n_threads():
+    """Threads for operations large enough to share: torch's current number,
+    at most one per physical core.
+
+    Never more than torch's current number, which a worker's
+    ``OMP_NUM_THREADS`` has lowered already.
+
+    Returns
+    -------
+    n_threads : int
+    """
     return max(1, min(torch.get_num_threads(), cpu_count(only_physical_cores=True)))
 
 
