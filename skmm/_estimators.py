@@ -80,9 +80,16 @@ OPTIMIZERS = {
 
 _PREDICT_BATCH_SIZE = 1024
 # From this many training rows, early_stopping="auto" holds out a validation
-# split: below it, a tenth of the rows is too few to judge by and too many to
-# lose for training.
+# split and keeps the best epoch's weights.
 _AUTO_EARLY_STOPPING_ROWS = 1000
+# From this many rows (a validation tenth of at least 30 rows) up to the
+# previous threshold, early_stopping="auto" chooses the number of epochs on a
+# validation split, then trains again on all the rows, which are too few to
+# lose a tenth of; fewer rows are too few to judge by.
+_AUTO_EPOCHS_ROWS = 300
+# The retraining on all rows runs this many times the chosen epochs, as it
+# sees a tenth more rows per epoch.
+_REFIT_EPOCHS = 1.1
 # Epochs without improvement before early stopping ends training.
 _PATIENCE = 10
 
@@ -142,7 +149,13 @@ torch optimizer class, default="adam"
         of the best epoch. ``"auto"``: on when the training data has at
         least 1,000 rows, as scikit-learn's ``HistGradientBoosting*`` do
         (from 10,000 rows there); ``net_.history`` and ``best_epoch_`` show
-        where it stopped.
+        where it stopped. From 300 to 999 rows, ``"auto"`` uses the
+        validation split only to choose the number of epochs, then trains
+        the network again from its initial weights on all the rows for that
+        many epochs (plus 10 %), so that small data neither overfits for
+        ``max_epochs`` epochs nor loses a tenth of its rows; ``n_iter_`` is
+        then the number of epochs of that last training. Below 300 rows it
+        is off. A ``warm_start`` continuation never trains twice.
     validation_fraction : float, default=0.1
         Fraction of the training rows held out for early stopping; unused
         without it.
@@ -379,11 +392,7 @@ class _BaseFusionEstimator(BaseEstimator):
             history = self.net_.history
             self.n_iter_ = len(history)
             # Early stopping restores the best epoch of this fit's epochs.
-            self.best_epoch_ = (
-                first_epoch + int(np.argmin(history[first_epoch:, "valid_loss"])) + 1
-                if self.n_iter_ > first_epoch and "valid_loss" in history[-1]
-                else self.n_iter_
-            )
+            self.best_epoch_ = first_epoch + _best_epoch(history, first_epoch)
             self._targets = {task: t.without_values() for task, t in targets.items()}
             self._set_target_attributes(self._targets)
         return self
@@ -474,19 +483,23 @@ class _BaseFusionEstimator(BaseEstimator):
 
     # -- training ------------------------------------------------------------
 
-    def _datasets(self, blocks, targets, sample_weight, seed):
-        """Training rows, validation rows (or None) and the early-stopping patience."""
+    def _datasets(self, blocks, targets, sample_weight, seed, *, patience=None):
+        """Training rows, validation rows (or None) and the early-stopping patience.
+
+        ``patience`` defaults to that of :meth:`_early_stopping`.
+        """
         dataset = BlockDataset(
             blocks, {task: t.values for task, t in targets.items()}, sample_weight
         )
         stratify = next(
             (t.values for t in targets.values() if t.kind == "classification"), None
         )
-        early_stopping = self._early_stopping(len(dataset))
+        if patience is None:
+            patience = self._early_stopping(len(dataset))
         train_ds, valid_ds = (
-            self._split(dataset, seed, stratify) if early_stopping else (dataset, None)
+            self._split(dataset, seed, stratify) if patience else (dataset, None)
         )
-        return train_ds, valid_ds, early_stopping
+        return train_ds, valid_ds, patience
 
     def _n_threads(self, specs):
         # A model pickled before n_threads existed predicts with the default.
@@ -501,9 +514,26 @@ class _BaseFusionEstimator(BaseEstimator):
             device = setup_data_parallel(device)
             seed = broadcast_seed(seed, device)
         self.device_ = str(device)
+        if self._chooses_epochs(len(blocks)):
+            # Choose the number of epochs on a validation split, then train
+            # the same initial network on all the rows for that many.
+            chosen = self._build_and_fit(
+                blocks, targets, sample_weight, seed, self.max_epochs, _PATIENCE
+            )
+            best = _best_epoch(chosen.history)
+            epochs = max(1, min(self.max_epochs, round(best * _REFIT_EPOCHS)))
+            return self._build_and_fit(blocks, targets, sample_weight, seed, epochs, 0)
+        return self._build_and_fit(
+            blocks, targets, sample_weight, seed, self.max_epochs
+        )
+
+    def _build_and_fit(
+        self, blocks, targets, sample_weight, seed, max_epochs, patience=None
+    ):
+        """Build a network for ``blocks`` and ``targets``; return it trained."""
         tasks = {task: t.kind for task, t in targets.items()}
         train_ds, valid_ds, early_stopping = self._datasets(
-            blocks, targets, sample_weight, seed
+            blocks, targets, sample_weight, seed, patience=patience
         )
         input_stats = (
             input_statistics(train_ds, blocks.specs) if self.scale_inputs else None
@@ -528,7 +558,7 @@ class _BaseFusionEstimator(BaseEstimator):
             criterion=criterion,
             optimizer=OPTIMIZERS.get(self.optimizer, self.optimizer),
             lr=self.lr,
-            max_epochs=self.max_epochs,
+            max_epochs=max_epochs,
             batch_size=self.batch_size,
             iterator_train=BatchIterator,
             iterator_valid=BatchIterator,
@@ -639,6 +669,13 @@ class _BaseFusionEstimator(BaseEstimator):
         if groups:
             params["param_groups"] = [*params.get("param_groups", []), *groups]
         return params
+
+    def _chooses_epochs(self, n_samples):
+        """Whether ``"auto"`` trains twice: epochs chosen, then all rows."""
+        return (
+            self.early_stopping == "auto"
+            and _AUTO_EPOCHS_ROWS <= n_samples < _AUTO_EARLY_STOPPING_ROWS
+        )
 
     def _early_stopping(self, n_samples):
         """Patience of early stopping for ``n_samples`` rows; 0 when it is off."""
@@ -784,6 +821,18 @@ class _BaseFusionEstimator(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = runs_on_gpu(self.device)
         return tags
+
+
+def _best_epoch(history, first=0):
+    """The epoch whose weights training kept, counted from epoch ``first`` + 1.
+
+    Among the epochs of ``history`` after ``first``: the one of least
+    validation loss under early stopping, else the last.
+    """
+    epochs = list.__getitem__(history, slice(first, None))
+    if epochs and "valid_loss" in epochs[-1]:
+        return int(np.argmin([epoch["valid_loss"] for epoch in epochs])) + 1
+    return len(epochs)
 
 
 def _extends_base_init(init):

@@ -101,6 +101,42 @@ def test_early_stopping_is_on_for_large_data_and_off_for_tiny_data():
     assert tiny.n_iter_ == tiny.best_epoch_ == 15
 
 
+def test_auto_chooses_the_epochs_of_small_data_then_trains_on_all_rows():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 5))
+    y = X[:, 0] + rng.normal(size=500)
+    auto = FusionRegressor(device="cpu", random_state=0).fit(X, y)
+    # The number of epochs is that early stopping keeps on a validation
+    # split, plus a tenth; the last training has no validation rows.
+    chosen = FusionRegressor(early_stopping=True, device="cpu", random_state=0)
+    epochs = round(chosen.fit(X, y).best_epoch_ * 1.1)
+    assert 1 <= epochs < 30
+    assert "valid_loss" not in auto.net_.history[-1]
+    assert auto.n_iter_ == auto.best_epoch_ == epochs
+    # ... and it is a fit on all the rows from the same initial network.
+    plain = FusionRegressor(
+        max_epochs=epochs, early_stopping=False, device="cpu", random_state=0
+    ).fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), plain.predict(X))
+
+
+def test_auto_keeps_small_noisy_data_from_overfitting():
+    # A generator unlike skmm.datasets: a linear target under heavy noise,
+    # where training for max_epochs overfits.
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(800, 10))
+    y = X[:, :3].sum(axis=1) + 3 * rng.normal(size=800)
+    train, test = slice(0, 400), slice(400, None)
+
+    def r2(early_stopping):
+        reg = FusionRegressor(
+            early_stopping=early_stopping, device="cpu", random_state=0
+        )
+        return reg.fit(X[train], y[train]).score(X[test], y[test])
+
+    assert r2("auto") > r2(False) + 0.05
+
+
 def test_early_stopping_can_be_forced_either_way():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(1200, 3))
