@@ -132,7 +132,8 @@ def test_compile_compiles_the_network_for_training_and_keeps_it_uncompiled(
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     X, X_test, y, _ = _easy_task()
-    params = dict(max_epochs=3, device="cpu", random_state=0)
+    # One training (early_stopping="auto" would train twice on 400 rows).
+    params = dict(max_epochs=3, early_stopping=False, device="cpu", random_state=0)
     clf = FusionClassifier(compile=True, **params).fit(X, y)
 
     assert [type(m) for m in compiled if isinstance(m, FusionNetwork)] == [
