@@ -1086,8 +1086,10 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
         spread over orders of magnitude, such as prices, and fit ``y``
         itself rather than ``log(y)``; a zero in ``y`` raises a
         ``ValueError``. The small values weigh the most and need the most
-        precision, so the fit may need more epochs than with the other
-        losses."""
+        precision on the standardised scale; fitting ``log(y)`` with
+        ``"absolute_error"`` is the alternative to compare (it also makes
+        errors relative), and was the better one on the houses data of the
+        user guide."""
         + _SHARED_PARAMS_DOC
         + """
 
