@@ -31,12 +31,13 @@ from skmm._targets import (
     as_float_target,
     check_target_column,
     classification_target,
+    normalised_value_weights,
     regression_target,
 )
 from skmm.nn._data import BatchIterator, BlockDataset, input_statistics
 from skmm.nn._fusion_layers import FUSION_STRATEGIES
 from skmm.nn._fusion_network import FusionNetwork
-from skmm.nn._losses import REGRESSION_LOSSES, MultiTaskLoss
+from skmm.nn._losses import PERCENTAGE_ERROR, REGRESSION_LOSSES, MultiTaskLoss
 from skmm.nn._parallel import broadcast_seed, setup_data_parallel, world
 from skmm.nn._skorch_net import (
     FusionNeuralNet,
@@ -446,6 +447,9 @@ class _BaseFusionEstimator(BaseEstimator):
                 (values - fitted.mean) / fitted.scale,
                 mean=fitted.mean,
                 scale=fitted.scale,
+                value_weight=None
+                if target.value_weight is None
+                else target.value_weight / target.scale * fitted.scale,
             )
         return out
 
@@ -489,7 +493,10 @@ class _BaseFusionEstimator(BaseEstimator):
         ``patience`` defaults to that of :meth:`_early_stopping`.
         """
         dataset = BlockDataset(
-            blocks, {task: t.values for task, t in targets.items()}, sample_weight
+            blocks,
+            {task: t.values for task, t in targets.items()},
+            sample_weight,
+            value_weights=normalised_value_weights(targets, sample_weight),
         )
         stratify = next(
             (t.values for t in targets.values() if t.kind == "classification"), None
@@ -1144,12 +1151,25 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
 
     Parameters
     ----------
-    loss : {"squared_error", "absolute_error", "huber"}, default="squared_error"
+    loss : {"squared_error", "absolute_error", "huber", \
+            "absolute_percentage_error"}, default="squared_error"
         The training loss, on the standardised target. ``"squared_error"``
         predicts the conditional mean; ``"absolute_error"`` the conditional
         median, which suits a model judged by its mean absolute error, or a
         target with outliers; ``"huber"`` is squared within one standard
-        deviation of the target and absolute beyond it."""
+        deviation of the target and absolute beyond it.
+        ``"absolute_percentage_error"`` minimises the mean absolute
+        percentage error ``|y - y_pred| / |y|`` in the units of ``y``: the
+        absolute error of each value, weighted by ``1 / |y|`` (times the
+        row's ``sample_weight``), the weights scaled to average 1. Choose it
+        when the model is judged by its MAPE and the target is positive and
+        spread over orders of magnitude, such as prices, and fit ``y``
+        itself rather than ``log(y)``; a zero in ``y`` raises a
+        ``ValueError``. The small values weigh the most and need the most
+        precision on the standardised scale; fitting ``log(y)`` with
+        ``"absolute_error"`` is the alternative to compare (it also makes
+        errors relative), and was the better one on the houses data of the
+        user guide."""
         + _SHARED_PARAMS_DOC
         + """
 
@@ -1210,7 +1230,8 @@ class FusionRegressor(RegressorMixin, _BaseFusionEstimator):
     def _encode_targets(self, y, n_samples):
         y = check_target_column(y, n_samples)
         self._y_1d = y.ndim == 1
-        return {"y": regression_target(y, "y")}
+        percentage_error = "loss" if self.loss == PERCENTAGE_ERROR else None
+        return {"y": regression_target(y, "y", percentage_error_param=percentage_error)}
 
     def _loss_options(self, targets):
         return {"regression_losses": {"y": self.loss}}
@@ -1265,8 +1286,11 @@ class FusionMultiTask(_BaseFusionEstimator):
         Learn the task weights (a log-variance per task) instead.
     regression_loss : str or dict of str to str, default="squared_error"
         Loss of the regression tasks: one of ``"squared_error"``,
-        ``"absolute_error"`` and ``"huber"`` for all of them, or a loss per
-        task name (``"squared_error"`` where missing). See
+        ``"absolute_error"``, ``"huber"`` and ``"absolute_percentage_error"``
+        for all of them, or a loss per task name (``"squared_error"`` where
+        missing). ``"absolute_percentage_error"`` trains a task on its mean
+        absolute percentage error, for a positive target judged by its MAPE
+        (a price), and needs no zero in that task's target. See
         :class:`FusionRegressor`'s ``loss``."""
         + _SHARED_PARAMS_DOC
         + """
@@ -1414,25 +1438,45 @@ class FusionMultiTask(_BaseFusionEstimator):
 
     def _encode_targets(self, y, n_samples):
         tasks = self._check_tasks()
+        losses = self._regression_losses(tasks)
+        targets = {}
+        for name, values in self._split_targets(y, n_samples, tasks).items():
+            if tasks[name] == "classification":
+                targets[name] = classification_target(values, name)
+                continue
+            param = None
+            if losses[name] == PERCENTAGE_ERROR:
+                param = (
+                    f"regression_loss[{name!r}]"
+                    if isinstance(self.regression_loss, dict)
+                    else "regression_loss"
+                )
+            targets[name] = regression_target(
+                values, name, percentage_error_param=param
+            )
+        return targets
+
+    def _regression_losses(self, tasks):
+        """The loss of each regression task, ``{task: name}``."""
+        if isinstance(self.regression_loss, str):
+            return {
+                task: self.regression_loss
+                for task, kind in tasks.items()
+                if kind == "regression"
+            }
         return {
-            name: classification_target(values, name)
-            if tasks[name] == "classification"
-            else regression_target(values)
-            for name, values in self._split_targets(y, n_samples, tasks).items()
+            task: self.regression_loss.get(task, "squared_error")
+            for task, kind in tasks.items()
+            if kind == "regression"
         }
 
     def _loss_options(self, targets):
-        losses = self.regression_loss
-        if isinstance(losses, str):
-            losses = {
-                task: losses
-                for task, t in targets.items()
-                if t.kind != "classification"
-            }
         return {
             "task_weights": self.task_weights,
             "uncertainty": self.uncertainty_weighting,
-            "regression_losses": losses,
+            "regression_losses": self._regression_losses(
+                {task: t.kind for task, t in targets.items()}
+            ),
         }
 
     def _set_target_attributes(self, targets):

@@ -22,6 +22,7 @@ __all__ = [
     "as_float_target",
     "check_target_column",
     "classification_target",
+    "normalised_value_weights",
     "regression_target",
 ]
 
@@ -42,6 +43,11 @@ class TaskTarget:
         Class labels, in the order of the head's outputs.
     mean, scale : ndarray, default=None
         Per-column standardisation of a regression target.
+    value_weight : ndarray, default=None
+        Weight of each value's error in the loss, shaped as ``values``:
+        ``scale / |y|`` for the absolute percentage error, so that the
+        absolute error of a standardised value weighs as its error relative
+        to the target in the target's units. None: every value weighs 1.
     """
 
     kind: str
@@ -49,6 +55,7 @@ class TaskTarget:
     classes: np.ndarray | None = None
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
+    value_weight: np.ndarray | None = None
 
     @property
     def head_size(self):
@@ -142,10 +149,69 @@ def classification_target(y, what="y"):
     return TaskTarget("classification", encoder.transform(y), classes=encoder.classes_)
 
 
-def regression_target(y, what="y"):
-    """Standardise each column of a 1-D or 2-D numeric target."""
+def regression_target(y, what="y", *, percentage_error_param=None):
+    """Standardise each column of a 1-D or 2-D numeric target.
+
+    ``percentage_error_param`` names the parameter that chose the absolute
+    percentage error as the loss, if one did: each value then gets the
+    weight ``scale / |y|`` (see :class:`TaskTarget`), and a zero value, whose
+    percentage error is undefined, raises a ``ValueError`` naming its row.
+    """
     y2 = as_float_target(y, what).reshape(len(y), -1)
     mean = y2.mean(axis=0)
     scale = y2.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    return TaskTarget("regression", (y2 - mean) / scale, mean=mean, scale=scale)
+    value_weight = None
+    if percentage_error_param is not None:
+        zero = np.argwhere(y2 == 0)
+        if len(zero):
+            row, column = zero[0]
+            where = f"row {row}" + (f", column {column}" if y2.shape[1] > 1 else "")
+            raise ValueError(
+                f"The target {what!r} is 0 at {where} ({len(zero)} zero "
+                f"value(s) in all), but {percentage_error_param}="
+                "'absolute_percentage_error' divides each error by the target, "
+                "which is undefined for a zero target. Drop those rows, or "
+                "choose another loss such as 'absolute_error'."
+            )
+        value_weight = scale / np.abs(y2)
+    return TaskTarget(
+        "regression",
+        (y2 - mean) / scale,
+        mean=mean,
+        scale=scale,
+        value_weight=value_weight,
+    )
+
+
+def normalised_value_weights(targets, sample_weight):
+    """The ``value_weight`` of each task that has one, averaging 1.
+
+    The average is over the rows weighted by ``sample_weight`` (and over a
+    target's columns), so that the loss has the scale of an unweighted one
+    and a learning rate means the same for every loss.
+
+    Parameters
+    ----------
+    targets : dict of str to TaskTarget
+        The tasks.
+    sample_weight : ndarray of shape (n_samples,) or None
+        The user's weight of each row.
+
+    Returns
+    -------
+    weights : dict of str to ndarray
+        One array per task with a ``value_weight``, shaped as its values.
+    """
+    out = {}
+    for task, target in targets.items():
+        weight = target.value_weight
+        if weight is None:
+            continue
+        rows = weight.mean(axis=1)
+        if sample_weight is not None and np.sum(sample_weight) > 0:
+            average = np.average(rows, weights=sample_weight)
+        else:
+            average = rows.mean()
+        out[task] = weight / average
+    return out

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
+from sklearn.metrics import mean_absolute_percentage_error
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -306,6 +307,69 @@ def test_absolute_error_loss_ignores_outliers_that_pull_the_squared_error():
     assert errors["huber"] < errors["squared_error"]
 
 
+def _skewed_positive_target(n_samples, random_state):
+    # A price-like target: positive, multiplicative noise, a long right tail.
+    rng = np.random.RandomState(random_state)
+    X = rng.normal(size=(n_samples, 3))
+    return X, np.exp(0.5 * X[:, 0] + rng.normal(size=n_samples))
+
+
+def test_absolute_percentage_error_loss_lowers_the_mape():
+    # The huge values of the tail pull the squared error, and weigh as much as
+    # any other row in the absolute error; divided by the target, they weigh
+    # what they weigh in the MAPE.
+    X, y = _skewed_positive_target(400, 0)
+    mape = {}
+    for loss in ("squared_error", "absolute_error", "absolute_percentage_error"):
+        reg = FusionRegressor(loss=loss, hidden_dim=16, max_epochs=30, random_state=0)
+        reg.fit(X[:300], y[:300])
+        mape[loss] = mean_absolute_percentage_error(y[300:], reg.predict(X[300:]))
+    assert mape["absolute_percentage_error"] < 0.8 * mape["absolute_error"]
+    assert mape["absolute_error"] < mape["squared_error"]
+
+
+def test_absolute_percentage_error_loss_names_a_zero_target():
+    X, y = _skewed_positive_target(60, 0)
+    y[7] = 0.0
+    reg = FusionRegressor(loss="absolute_percentage_error", max_epochs=1)
+    with pytest.raises(
+        ValueError, match=r"'y' is 0 at row 7.*loss='absolute_percentage_error'"
+    ):
+        reg.fit(X, y)
+    with pytest.raises(ValueError, match=r"row 7, column 1"):
+        reg.fit(X, np.c_[y + 1.0, y])
+    # Negative targets are fine: the error is relative to |y|.
+    FusionRegressor(loss="absolute_percentage_error", max_epochs=1).fit(X, -y - 1)
+
+
+def test_absolute_percentage_error_loss_respects_sample_weight():
+    # Two copies of the same inputs with different targets: only the
+    # weighted copy can be learned.
+    X, y = _skewed_positive_target(200, 1)
+    y_other = 5.0 * np.exp(-X[:, 0])
+    X2, y2 = np.r_[X, X], np.r_[y, y_other]
+    w = np.r_[np.ones(200), np.zeros(200)]
+    reg = FusionRegressor(
+        loss="absolute_percentage_error", **{**FAST, "max_epochs": 30}, random_state=0
+    )
+    to_first = reg.fit(X2, y2, sample_weight=w).predict(X)
+    to_other = clone(reg).fit(X2, y2, sample_weight=1 - w).predict(X)
+    err = mean_absolute_percentage_error
+    assert err(y_other, to_other) < 0.5 * err(y_other, to_first)
+    assert err(y, to_first) < err(y, to_other)
+
+
+def test_absolute_percentage_error_loss_continues_with_warm_start():
+    X, y = _skewed_positive_target(200, 0)
+    reg = FusionRegressor(
+        loss="absolute_percentage_error", warm_start=True, **FAST, random_state=0
+    )
+    before = mean_absolute_percentage_error(y, reg.fit(X, y).predict(X))
+    after = mean_absolute_percentage_error(y, reg.fit(X, y).predict(X))
+    assert reg.n_iter_ == 2 * FAST["max_epochs"]
+    assert after < before
+
+
 def test_multitask_regression_loss_per_task_is_checked():
     from skmm import FusionMultiTask
 
@@ -377,3 +441,42 @@ def test_sparse_blocks_are_densified_one_batch_at_a_time(monkeypatch):
     densified.clear()
     clf.predict_proba(X)
     assert densified and max(densified) < n_samples
+
+
+def test_multitask_absolute_percentage_error_per_task():
+    X, price = _skewed_positive_target(400, 0)
+    Y = pd.DataFrame({"label": X[:, 1] > 0, "price": price, "size": X[:, 2]})
+    tasks = {"label": "classification", "price": "regression", "size": "regression"}
+
+    def model(regression_loss):
+        return FusionMultiTask(
+            tasks=tasks,
+            regression_loss=regression_loss,
+            hidden_dim=16,
+            max_epochs=30,
+            random_state=0,
+        )
+
+    by_task = model({"price": "absolute_percentage_error"}).fit(X[:300], Y[:300])
+    assert by_task.net_.criterion_.regression_losses == {
+        "price": "absolute_percentage_error",
+        "size": "squared_error",
+    }
+    squared = model("squared_error").fit(X[:300], Y[:300])
+    mape = {
+        name: mean_absolute_percentage_error(
+            price[300:], model.predict(X[300:])["price"]
+        )
+        for name, model in [("by_task", by_task), ("squared", squared)]
+    }
+    assert mape["by_task"] < 0.8 * mape["squared"]
+    # "size" crosses zero: only a task trained on the percentage error needs
+    # a non-zero target, and the error names that task's parameter.
+    Y_zero = Y.assign(size=np.where(np.arange(400) == 3, 0.0, Y["size"]))
+    with pytest.raises(ValueError, match=r"row 3 .*regression_loss\['size'\]="):
+        model({"size": "absolute_percentage_error"}).fit(X, Y_zero)
+    with pytest.raises(ValueError, match=r"'size' is 0 at row 3.*regression_loss="):
+        model("absolute_percentage_error").fit(X, Y_zero)
+    model({"price": "absolute_percentage_error"}).set_params(max_epochs=1).fit(
+        X, Y_zero
+    )

@@ -17,6 +17,7 @@ from scipy import sparse
 from torch.utils.data import Dataset
 
 from skmm._blocks import LazyBlock
+from skmm.nn._losses import value_weight_key
 from skmm.nn._parallel import shard
 
 __all__ = ["BatchIterator", "BlockDataset", "input_statistics"]
@@ -57,9 +58,13 @@ class BlockDataset(Dataset):
         One target array per task (class indices or float values).
     sample_weight : ndarray, default=None
         One weight per row.
+    value_weights : dict of str to ndarray, default=None
+        Per task, a weight of each target value in the loss, shaped as the
+        task's target; the batches carry it under
+        ``value_weight_key(task)``.
     """
 
-    def __init__(self, blocks, targets=None, sample_weight=None):
+    def __init__(self, blocks, targets=None, sample_weight=None, value_weights=None):
         self.X = {
             name: _block_tensor(X, blocks.specs[name]) for name, X in blocks.items()
         }
@@ -73,6 +78,10 @@ class BlockDataset(Dataset):
             values = np.asarray(values)
             dtype = np.int64 if values.dtype.kind in "iub" else np.float32
             self.y[task] = torch.as_tensor(values.astype(dtype, copy=False))
+        for task, weight in (value_weights or {}).items():
+            self.y[value_weight_key(task)] = torch.as_tensor(
+                np.asarray(weight, dtype=np.float32)
+            )
         if sample_weight is not None:
             self.y["sample_weight"] = torch.as_tensor(
                 np.asarray(sample_weight, dtype=np.float32)

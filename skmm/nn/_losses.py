@@ -4,18 +4,38 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["REGRESSION_LOSSES", "MultiTaskLoss", "info_nce"]
+__all__ = [
+    "PERCENTAGE_ERROR",
+    "REGRESSION_LOSSES",
+    "MultiTaskLoss",
+    "info_nce",
+    "value_weight_key",
+]
+
+#: The loss whose per-value weights (``1 / |y|`` in the target's units) come
+#: with the targets; see :func:`value_weight_key`.
+PERCENTAGE_ERROR = "absolute_percentage_error"
 
 #: Losses of a regression task, named as scikit-learn's estimators name them.
 #: Targets are standardised in training, so Huber's threshold is one standard
-#: deviation of the target.
+#: deviation of the target. The absolute percentage error is the absolute
+#: error weighted by the per-value weights that come with the targets.
 REGRESSION_LOSSES = {
     "squared_error": lambda diff: diff**2,
     "absolute_error": torch.abs,
     "huber": lambda diff: F.huber_loss(
         diff, torch.zeros_like(diff), reduction="none", delta=1.0
     ),
+    PERCENTAGE_ERROR: torch.abs,
 }
+
+
+def value_weight_key(task):
+    """The key of ``task``'s per-value loss weights in a batch's targets.
+
+    A tuple, so that it cannot be the name of a task.
+    """
+    return ("value_weight", task)
 
 
 def info_nce(a, b, temperature):
@@ -41,7 +61,11 @@ class MultiTaskLoss(nn.Module):
     regression terms), ``s_t`` a learned log-variance per task.
 
     ``y_true`` is a dict with one tensor per task and, optionally,
-    ``"sample_weight"``.
+    ``"sample_weight"``; a task trained on the absolute percentage error
+    also needs its per-value weights, under ``value_weight_key(task)``,
+    shaped as its target (``scale / |y|`` for a standardised target, averaging
+    1): they multiply the per-value loss before ``sample_weight`` weighs the
+    rows.
 
     Parameters
     ----------
@@ -98,8 +122,19 @@ class MultiTaskLoss(nn.Module):
                     pred.float(), target.long(), weight=weight, reduction="none"
                 )
             else:
-                loss = REGRESSION_LOSSES[self.regression_losses[task]]
-                diff = loss(pred.float() - target.float().view_as(pred))
+                name = self.regression_losses[task]
+                diff = REGRESSION_LOSSES[name](
+                    pred.float() - target.float().view_as(pred)
+                )
+                weight = y_true.get(value_weight_key(task))
+                if weight is not None:
+                    diff = diff * weight.view_as(diff)
+                elif name == PERCENTAGE_ERROR:
+                    raise ValueError(
+                        f"The loss {PERCENTAGE_ERROR!r} of task {task!r} needs "
+                        "the weight of each target value, under "
+                        f"y_true[{value_weight_key(task)!r}]; none was given."
+                    )
                 losses[task] = diff.mean(dim=1) if diff.ndim > 1 else diff
         return losses
 

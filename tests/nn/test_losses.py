@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from skmm._targets import normalised_value_weights, regression_target
 from skmm.nn import MultiTaskLoss, info_nce
+from skmm.nn._losses import value_weight_key
 
 TASKS = {"label": "classification", "value": "regression"}
 
@@ -111,6 +113,72 @@ def test_multi_output_regression_averages_the_outputs():
     torch.testing.assert_close(
         criterion.per_task(y_pred, y_true)["v"], torch.tensor([2.5, 5.0])
     )
+
+
+def _percentage_error_loss(y, y_pred, sample_weight=None):
+    """The training loss of ``y_pred`` for ``y``, both in the target's units."""
+    target = regression_target(y, percentage_error_param="loss")
+    (weight,) = normalised_value_weights({"v": target}, sample_weight).values()
+    y_true = {
+        "v": torch.tensor(target.values),
+        value_weight_key("v"): torch.tensor(weight),
+    }
+    if sample_weight is not None:
+        y_true["sample_weight"] = torch.tensor(sample_weight)
+    pred = torch.tensor(
+        (y_pred.reshape(target.values.shape) - target.mean) / target.scale
+    )
+    criterion = MultiTaskLoss(
+        {"v": "regression"}, regression_losses={"v": "absolute_percentage_error"}
+    )
+    return float(criterion({"v": pred}, y_true)), target
+
+
+def test_absolute_percentage_error_is_the_mape_in_the_targets_units():
+    rng = np.random.RandomState(0)
+    y = np.exp(rng.normal(scale=2.0, size=50)) * rng.choice([-1, 1], size=50)
+    y_pred = y * (1 + rng.normal(scale=0.3, size=50)) + rng.normal(size=50)
+    ape = np.abs(y - y_pred) / np.abs(y)
+    loss, target = _percentage_error_loss(y, y_pred)
+    # Weights average 1: the loss is the MAPE over the mean weight, whatever
+    # the target's scale.
+    mean_weight = np.mean(target.scale / np.abs(y))
+    np.testing.assert_allclose(loss, ape.mean() / mean_weight, rtol=1e-5)
+    np.testing.assert_allclose(
+        _percentage_error_loss(1e6 * y, 1e6 * y_pred)[0], loss, rtol=1e-5
+    )
+    # The user's sample weights weigh the rows on top, and the weights then
+    # average 1 over the weighted rows.
+    w = rng.uniform(0, 3, size=50)
+    loss_w, _ = _percentage_error_loss(y, y_pred, w)
+    mean_weight_w = np.average(target.scale / np.abs(y), weights=w)
+    np.testing.assert_allclose(
+        loss_w,
+        np.average(ape, weights=w) / mean_weight_w,
+        rtol=1e-5,
+    )
+
+
+def test_absolute_percentage_error_of_several_outputs_averages_their_mape():
+    rng = np.random.RandomState(1)
+    y = np.c_[rng.uniform(1, 2, size=40), rng.uniform(1000, 5000, size=40)]
+    y_pred = y * (1 + rng.normal(scale=0.2, size=y.shape))
+    loss, target = _percentage_error_loss(y, y_pred)
+    # Each output's error counts relative to its own target: the loss is
+    # the uniform average of the per-output MAPEs (up to the normalisation).
+    mape = (np.abs(y - y_pred) / np.abs(y)).mean()
+    np.testing.assert_allclose(
+        loss, mape / np.mean(target.scale / np.abs(y)), rtol=1e-5
+    )
+
+
+def test_absolute_percentage_error_without_its_weights_raises(batch):
+    y_pred, y_true = batch
+    criterion = MultiTaskLoss(
+        TASKS, regression_losses={"value": "absolute_percentage_error"}
+    )
+    with pytest.raises(ValueError, match="task 'value' needs the weight"):
+        criterion(y_pred, y_true)
 
 
 def test_info_nce_is_symmetric_low_for_pairs_high_for_shuffled_rows():
