@@ -9,11 +9,16 @@
 3. Saves a model trained on the GPU with joblib, loads it in a fresh process
    with ``CUDA_VISIBLE_DEVICES=""`` (no GPU visible) and checks that its
    predictions there equal those on the GPU.
+4. With several GPUs visible, trains one model with ``data_parallel=True``
+   in a ``torchrun`` launch of one process per GPU (up to 8) and checks
+   that every process ends with the same model, that its predictions match
+   those of the same fit on one GPU, and compares the samples/s of both.
 
 Without CUDA it says that it needs a GPU and exits with status 0.
 
 Run: ``python benchmarks/gpu_check.py``. ``--dry-run`` runs the same steps
-on the CPU with a few hundred rows, to check the script itself.
+on the CPU with a few hundred rows (step 4 with two CPU processes), to
+check the script itself.
 """
 
 import os
@@ -178,6 +183,58 @@ def _check_cpu_reload(X, X_test, y, rows):
     return same_labels and gap < 1e-3
 
 
+_DATA_PARALLEL_WORKER = """
+import sys, time
+import numpy as np, torch.distributed as dist
+from skmm import FusionClassifier
+out, device, n_rows, parallel = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+rng = np.random.RandomState(0)
+X = rng.normal(size=(n_rows, 64)).astype(np.float32)
+y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+clf = FusionClassifier(hidden_dim=256, batch_size=512, max_epochs=3, dropout=0.0,
+                       early_stopping=False, device=device,
+                       data_parallel=parallel == "1", random_state=0)
+start = time.perf_counter()
+clf.fit(X, y)
+seconds = time.perf_counter() - start
+rank = dist.get_rank() if parallel == "1" else 0
+np.savez(f"{out}/{parallel}_{rank}.npz", proba=clf.predict_proba(X[:2000]),
+         seconds=seconds, rows=3 * n_rows)
+"""
+
+
+def _check_data_parallel(rows):
+    n_gpus = torch.cuda.device_count() if DEVICE == "cuda" else 2
+    if n_gpus < 2:
+        rows.append(("data_parallel=True", "skipped", "one GPU visible"))
+        return True
+    n_procs = min(n_gpus, 8)
+    n_rows = 200_000 if DEVICE == "cuda" else 4_000
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "worker.py")
+        with open(script, "w") as f:
+            f.write(_DATA_PARALLEL_WORKER)
+        args = [tmp, DEVICE, str(n_rows)]
+        subprocess.run([sys.executable, script, *args, "0"], check=True)
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        launch.append(f"--nproc_per_node={n_procs}")
+        subprocess.run([*launch, script, *args, "1"], check=True)
+        single = np.load(os.path.join(tmp, "0_0.npz"))
+        ranks = [np.load(os.path.join(tmp, f"1_{r}.npz")) for r in range(n_procs)]
+    same = all(np.array_equal(r["proba"], ranks[0]["proba"]) for r in ranks)
+    gap = float(np.max(np.abs(ranks[0]["proba"] - single["proba"])))
+    speed = [float(d["rows"] / d["seconds"]) for d in (single, ranks[0])]
+    rows.append(
+        (
+            f"data_parallel=True, {n_procs} processes vs 1",
+            "same model in every process" if same else "PROCESSES DIFFER",
+            f"max |proba gap| vs one device {gap:.1e}; samples/s "
+            f"{speed[1]:,.0f} vs {speed[0]:,.0f} ({speed[1] / speed[0]:.2f}x)",
+        )
+    )
+    return same and gap < 1e-3
+
+
 def main(argv):
     global DEVICE
     n_rows = _ROWS
@@ -194,6 +251,7 @@ def main(argv):
     _check_strategies(X, X_test, y, y_test, rows)
     _check_speed(X, y, rows)
     ok = _check_cpu_reload(X.iloc[:1_000], X_test, y[:1_000], rows)
+    ok = _check_data_parallel(rows) and ok
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print()
     for row in rows:
