@@ -529,6 +529,11 @@ class _BaseFusionEstimator(BaseEstimator):
             )
             best = _best_epoch(chosen.history)
             epochs = max(1, min(self.max_epochs, round(best * _REFIT_EPOCHS)))
+            self._sink()(
+                f"early_stopping='auto' on {len(blocks)} rows: the validation "
+                f"rows were best after epoch {best}; training again on all the "
+                f"rows for {epochs} epochs."
+            )
             return self._build_and_fit(blocks, targets, sample_weight, seed, epochs, 0)
         return self._build_and_fit(
             blocks, targets, sample_weight, seed, self.max_epochs

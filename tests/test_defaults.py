@@ -120,6 +120,23 @@ def test_auto_chooses_the_epochs_of_small_data_then_trains_on_all_rows():
     np.testing.assert_array_equal(auto.predict(X), plain.predict(X))
 
 
+def test_auto_says_when_it_trains_again(capsys):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0]
+    reg = FusionRegressor(max_epochs=4, verbose=1, device="cpu", random_state=0)
+    reg.fit(X, y)
+    err = capsys.readouterr().err
+    assert "valid_loss" in err  # the table of the training that chose
+    assert (
+        f"early_stopping='auto' on 300 rows: the validation rows were best after "
+        f"epoch {round(reg.n_iter_ / 1.1)}" in err
+    )
+    assert f"training again on all the rows for {reg.n_iter_} epochs" in err
+    FusionRegressor(max_epochs=4, device="cpu").fit(X, y)
+    assert "early_stopping" not in capsys.readouterr().err
+
+
 def test_auto_keeps_small_noisy_data_from_overfitting():
     # A generator unlike skmm.datasets: a linear target under heavy noise,
     # where training for max_epochs overfits.
