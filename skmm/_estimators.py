@@ -151,12 +151,14 @@ torch optimizer class, default="adam"
         least 1,000 rows, as scikit-learn's ``HistGradientBoosting*`` do
         (from 10,000 rows there); ``net_.history`` and ``best_epoch_`` show
         where it stopped. From 300 to 999 rows, ``"auto"`` uses the
-        validation split only to choose the number of epochs, then trains
-        the network again from its initial weights on all the rows for that
-        many epochs (plus 10 %), so that small data neither overfits for
-        ``max_epochs`` epochs nor loses a tenth of its rows; ``n_iter_`` is
-        then the number of epochs of that last training. Below 300 rows it
-        is off. A ``warm_start`` continuation never trains twice.
+        validation split only to choose the number of epochs: it trains for
+        ``max_epochs`` epochs, takes the epoch of least validation loss, and
+        trains the network again from its initial weights on all the rows
+        for that many epochs (plus 10 %), so that small data neither
+        overfits for ``max_epochs`` epochs nor loses a tenth of its rows;
+        ``n_iter_`` is then the number of epochs of that last training.
+        Below 300 rows it is off. A ``warm_start`` continuation never trains
+        twice.
     validation_fraction : float, default=0.1
         Fraction of the training rows held out for early stopping; unused
         without it.
@@ -487,10 +489,11 @@ class _BaseFusionEstimator(BaseEstimator):
 
     # -- training ------------------------------------------------------------
 
-    def _datasets(self, blocks, targets, sample_weight, seed, *, patience=None):
+    def _datasets(self, blocks, targets, sample_weight, seed, *, validate=None):
         """Training rows, validation rows (or None) and the early-stopping patience.
 
-        ``patience`` defaults to that of :meth:`_early_stopping`.
+        ``validate=None`` splits when :meth:`_early_stopping` is on; ``True``
+        splits with no early stopping (patience 0), ``False`` does neither.
         """
         dataset = BlockDataset(
             blocks,
@@ -501,10 +504,10 @@ class _BaseFusionEstimator(BaseEstimator):
         stratify = next(
             (t.values for t in targets.values() if t.kind == "classification"), None
         )
-        if patience is None:
-            patience = self._early_stopping(len(dataset))
+        patience = self._early_stopping(len(dataset)) if validate is None else 0
+        split = bool(patience) if validate is None else validate
         train_ds, valid_ds = (
-            self._split(dataset, seed, stratify) if patience else (dataset, None)
+            self._split(dataset, seed, stratify) if split else (dataset, None)
         )
         return train_ds, valid_ds, patience
 
@@ -522,10 +525,12 @@ class _BaseFusionEstimator(BaseEstimator):
             seed = broadcast_seed(seed, device)
         self.device_ = str(device)
         if self._chooses_epochs(len(blocks)):
-            # Choose the number of epochs on a validation split, then train
-            # the same initial network on all the rows for that many.
+            # Choose the number of epochs, up to max_epochs, of least
+            # validation loss (a patience of a few epochs is only a few dozen
+            # steps on so few rows), then train the same initial network on
+            # all the rows for that many.
             chosen = self._build_and_fit(
-                blocks, targets, sample_weight, seed, self.max_epochs, _PATIENCE
+                blocks, targets, sample_weight, seed, self.max_epochs, validate=True
             )
             best = _best_epoch(chosen.history)
             epochs = max(1, min(self.max_epochs, round(best * _REFIT_EPOCHS)))
@@ -534,18 +539,25 @@ class _BaseFusionEstimator(BaseEstimator):
                 f"rows were best after epoch {best}; training again on all the "
                 f"rows for {epochs} epochs."
             )
-            return self._build_and_fit(blocks, targets, sample_weight, seed, epochs, 0)
+            return self._build_and_fit(
+                blocks, targets, sample_weight, seed, epochs, validate=False
+            )
         return self._build_and_fit(
             blocks, targets, sample_weight, seed, self.max_epochs
         )
 
     def _build_and_fit(
-        self, blocks, targets, sample_weight, seed, max_epochs, patience=None
+        self, blocks, targets, sample_weight, seed, max_epochs, *, validate=None
     ):
-        """Build a network for ``blocks`` and ``targets``; return it trained."""
+        """Build a network for ``blocks`` and ``targets``; return it trained.
+
+        ``validate``: hold out validation rows (for all ``max_epochs``
+        epochs, without early stopping) or not (nor early stopping); by
+        default, as :meth:`_early_stopping` says.
+        """
         tasks = {task: t.kind for task, t in targets.items()}
         train_ds, valid_ds, early_stopping = self._datasets(
-            blocks, targets, sample_weight, seed, patience=patience
+            blocks, targets, sample_weight, seed, validate=validate
         )
         input_stats = (
             input_statistics(train_ds, blocks.specs) if self.scale_inputs else None

@@ -106,11 +106,14 @@ def test_auto_chooses_the_epochs_of_small_data_then_trains_on_all_rows():
     X = rng.normal(size=(500, 5))
     y = X[:, 0] + rng.normal(size=500)
     auto = FusionRegressor(device="cpu", random_state=0).fit(X, y)
-    # The number of epochs is that early stopping keeps on a validation
-    # split, plus a tenth; the last training has no validation rows.
-    chosen = FusionRegressor(early_stopping=True, device="cpu", random_state=0)
-    epochs = round(chosen.fit(X, y).best_epoch_ * 1.1)
-    assert 1 <= epochs < 30
+    # The number of epochs is the one of least validation loss over all
+    # max_epochs epochs (a patience of 100 never stops them), plus a tenth;
+    # the last training has no validation rows.
+    chosen = FusionRegressor(early_stopping=100, device="cpu", random_state=0)
+    chosen.fit(X, y)
+    assert chosen.n_iter_ == 100
+    epochs = round(chosen.best_epoch_ * 1.1)
+    assert 1 <= epochs < 100
     assert "valid_loss" not in auto.net_.history[-1]
     assert auto.n_iter_ == auto.best_epoch_ == epochs
     # ... and it is a fit on all the rows from the same initial network.
