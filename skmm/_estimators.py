@@ -509,6 +509,8 @@ class _BaseFusionEstimator(BaseEstimator):
         train_ds, valid_ds = (
             self._split(dataset, seed, stratify) if split else (dataset, None)
         )
+        if self.data_parallel:
+            _check_shares(train_ds, valid_ds)
         return train_ds, valid_ds, patience
 
     def _n_threads(self, specs):
@@ -845,6 +847,22 @@ class _BaseFusionEstimator(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = runs_on_gpu(self.device)
         return tags
+
+
+def _check_shares(train_ds, valid_ds):
+    """Raise when a process of a data-parallel fit would get no rows at all."""
+    n_processes = world()[1]
+    for what, dataset in (("training", train_ds), ("validation", valid_ds)):
+        if dataset is not None and len(dataset) < n_processes:
+            raise ValueError(
+                f"data_parallel=True shares every batch between {n_processes} "
+                f"processes, but the {what} part has only {len(dataset)} rows"
+                + (
+                    "; raise validation_fraction or turn early_stopping off."
+                    if what == "validation"
+                    else "."
+                )
+            )
 
 
 def _best_epoch(history, first=0):

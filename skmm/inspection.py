@@ -195,9 +195,7 @@ def _gate_statistics(model, blocks):
     final = model[-1] if isinstance(model, Pipeline) else model
     if getattr(final, "fusion", None) != "gated" or not hasattr(final, "gate_values"):
         return None
-    if isinstance(model, Pipeline) and len(model) > 1:
-        blocks = model[:-1].transform(blocks)
-    gates = final.gate_values(blocks)
+    gates = gate_values(model, blocks)
     return gates.mean(axis=0), gates.std(axis=0, ddof=0)
 
 

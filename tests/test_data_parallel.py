@@ -81,3 +81,24 @@ def test_shard_deals_rows_round_robin(monkeypatch):
     # Fewer rows than processes: the batch is skipped by all of them.
     assert _parallel.shard(rows[:2]) is None
     assert _parallel.shard(slice(0, 2)) is None
+
+
+def test_too_few_rows_for_the_processes_is_an_error(monkeypatch):
+    # In-process, as one of four processes: a validation part of 2 rows would
+    # leave two processes without a validation row.
+    import skmm._estimators as estimators
+
+    monkeypatch.setattr(estimators, "setup_data_parallel", lambda device: device)
+    monkeypatch.setattr(estimators, "broadcast_seed", lambda seed, device: seed)
+    monkeypatch.setattr(estimators, "world", lambda: (0, 4))
+    X, y = worker.make_data()
+    clf = FusionClassifier(
+        data_parallel=True,
+        early_stopping=True,
+        validation_fraction=0.02,
+        max_epochs=1,
+        device="cpu",
+    )
+    with pytest.raises(ValueError, match="validation part has only 2 rows"):
+        clf.fit(X[:100], y[:100])
+    assert not hasattr(clf, "net_")
